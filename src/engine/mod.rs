@@ -1,0 +1,365 @@
+//! The decision rules of spec section 4, as a pure function over one conversation's state.
+//!
+//! No I/O, no clock, no async: `apply` takes an event and the wall-clock time, `tick` takes the
+//! time alone (for grace windows), and both return what happened. Both stores run this code.
+
+mod end;
+pub mod fingerprint;
+mod state;
+
+pub use end::{AgentSummary, EndNotice, EndReason};
+pub use state::{
+    Candidate, ConversationState, CustomerEnd, LastEnd, Leg, LegAcw, LegEnd, LegEndKind,
+};
+
+use crate::genesys::{ConversationEvent, ConversationKey, Topic};
+use serde::Serialize;
+
+/// Rule 7: a `customer.end` this soon after a decided end belongs to it.
+pub const CUSTOMER_END_BELONGS_MS: i64 = 60_000;
+/// Rule 6: duplicates are recognised for at least EventBridge's retry window.
+pub const DEDUP_MEMORY_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// What one event did to its conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Same envelope id, or same topic, leg and eventTime, as an event already processed.
+    Duplicate,
+    /// Not later than the last end, or from a leg of the ended episode.
+    Late,
+    /// After-call work arriving after the end, with no new episode begun.
+    AcwAfterEnd,
+    /// A `customer.end` just after a decided end: part of that end.
+    BelongsToPreviousEnd,
+    LegStarted,
+    AcwRecorded,
+    Transfer,
+    Takeover,
+    Reject,
+    /// A final `user.end` that another leg's activity holds back.
+    EndHeld,
+    /// A final `user.end` whose grace window runs.
+    EndCandidate,
+    /// The handover ended (possibly a candidate that this event confirmed or released).
+    Ended,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Duplicate => "duplicate",
+            Decision::Late => "late",
+            Decision::AcwAfterEnd => "acw_after_end",
+            Decision::BelongsToPreviousEnd => "belongs_to_previous_end",
+            Decision::LegStarted => "leg_started",
+            Decision::AcwRecorded => "acw_recorded",
+            Decision::Transfer => "transfer",
+            Decision::Takeover => "takeover",
+            Decision::Reject => "reject",
+            Decision::EndHeld => "end_held",
+            Decision::EndCandidate => "end_candidate",
+            Decision::Ended => "ended",
+        }
+    }
+
+    /// Answered 200 `ignored`: valid, but it changed nothing.
+    pub fn is_ignored(self) -> bool {
+        matches!(
+            self,
+            Decision::Late | Decision::AcwAfterEnd | Decision::BelongsToPreviousEnd
+        )
+    }
+}
+
+/// The result of applying one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub decision: Decision,
+    /// A pending end candidate was withdrawn without ending.
+    pub candidate_cancelled: bool,
+    pub ends: Vec<EndNotice>,
+}
+
+impl Applied {
+    fn only(decision: Decision) -> Self {
+        Self {
+            decision,
+            candidate_cancelled: false,
+            ends: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Engine {
+    /// `HANDOVER_END_GRACE_MS`.
+    pub grace_ms: u64,
+}
+
+impl Engine {
+    pub fn new(grace_ms: u64) -> Self {
+        Self { grace_ms }
+    }
+
+    /// A fresh state for the conversation an event opens.
+    pub fn initial_state(event: &ConversationEvent) -> ConversationState {
+        ConversationState::new(event.genesys_organization_id.clone())
+    }
+
+    /// Applies one event at wall-clock time `now_ms`.
+    pub fn apply(
+        &self,
+        state: &mut ConversationState,
+        event: &ConversationEvent,
+        now_ms: u64,
+    ) -> Applied {
+        state
+            .seen
+            .forget_before(now_ms.saturating_sub(DEDUP_MEMORY_MS));
+        let leg_key = leg_key(event);
+        let by_id = fingerprint::envelope_id(&event.envelope_id);
+        let by_content = fingerprint::content(event.topic, leg_key, event.event_time);
+        let duplicate = state.seen.contains(by_id) || state.seen.contains(by_content);
+        // Remember the new id even of a duplicate, so that its own retries are duplicates too.
+        state.seen.remember(by_id, now_ms);
+        state.seen.remember(by_content, now_ms);
+        if duplicate {
+            return Applied::only(Decision::Duplicate);
+        }
+        if state.bot_user_id.is_none() {
+            state.bot_user_id.clone_from(&event.bot_user_id);
+        }
+        if let Some(decision) = lateness(state, event, leg_key) {
+            return Applied::only(decision);
+        }
+
+        let before = state.candidate.clone();
+        let recorded = record(state, event, leg_key);
+        let ends = self.evaluate(state, &event.key, now_ms);
+        let candidate_cancelled = ends.is_empty()
+            && before.is_some_and(|old| {
+                state
+                    .candidate
+                    .as_ref()
+                    .is_none_or(|new| (&new.leg, new.end_at) != (&old.leg, old.end_at))
+            });
+        let decision = if !ends.is_empty() {
+            Decision::Ended
+        } else {
+            match recorded {
+                Decision::EndCandidate
+                    if state.candidate.as_ref().is_none_or(|c| c.leg != leg_key) =>
+                {
+                    Decision::EndHeld
+                }
+                Decision::Ended => Decision::BelongsToPreviousEnd,
+                other => other,
+            }
+        };
+        Applied {
+            decision,
+            candidate_cancelled,
+            ends,
+        }
+    }
+
+    /// Closes grace windows that are due at `now_ms`.
+    pub fn tick(
+        &self,
+        state: &mut ConversationState,
+        key: &ConversationKey,
+        now_ms: u64,
+    ) -> Vec<EndNotice> {
+        self.evaluate(state, key, now_ms)
+    }
+
+    /// Re-reads the whole state: events arrive in any order, so a verdict can only come from
+    /// everything known, never from the event that just arrived. Loops because an end can leave
+    /// later events that decide the next episode.
+    fn evaluate(
+        &self,
+        state: &mut ConversationState,
+        key: &ConversationKey,
+        now_ms: u64,
+    ) -> Vec<EndNotice> {
+        let mut ends = Vec::new();
+        loop {
+            // Rule 1 and 7: a customer.end ends at once, unless it belongs to the last end.
+            if let Some(customer) = state.deciding_customer_end(CUSTOMER_END_BELONGS_MS).cloned() {
+                ends.push(end_by_customer(state, key, &customer, now_ms));
+                state.close_episode(customer.at);
+                continue;
+            }
+            // Rule 4: the end candidate, confirmed once its grace window has closed.
+            let Some((leg, end_at)) = state.end_candidate() else {
+                state.candidate = None;
+                break;
+            };
+            let leg_key = leg.key.clone();
+            let due_at_ms = match &state.candidate {
+                Some(c) if c.leg == leg_key && c.end_at == end_at => c.due_at_ms,
+                _ => now_ms.saturating_add(self.grace_ms),
+            };
+            state.candidate = Some(Candidate {
+                leg: leg_key.clone(),
+                end_at,
+                due_at_ms,
+            });
+            if now_ms < due_at_ms {
+                break;
+            }
+            ends.push(end_by_agent(state, key, &leg_key, end_at, now_ms));
+            state.close_episode(end_at);
+        }
+        ends
+    }
+}
+
+/// The leg an agent event belongs to: its session, else its participant.
+fn leg_key(event: &ConversationEvent) -> &str {
+    event
+        .session_id
+        .as_deref()
+        .or(event.participant_id.as_deref())
+        .unwrap_or_default()
+}
+
+/// Rule 7: what arrives for an episode that already ended.
+fn lateness(state: &ConversationState, event: &ConversationEvent, leg: &str) -> Option<Decision> {
+    let last = state.last_end.as_ref()?;
+    if event.event_time <= last.at {
+        return Some(Decision::Late);
+    }
+    if event.topic.is_agent_event() && state.leg_was_closed(leg) {
+        // E.g. the agent's own user.end just after the customer's end decided: not a new episode.
+        return Some(Decision::Late);
+    }
+    if event.topic == Topic::Acw && !state.has_agent_activity() {
+        return Some(Decision::AcwAfterEnd);
+    }
+    None
+}
+
+/// Merges an event into the open episode. Merges keep the earliest start and the latest end and
+/// wrap-up, so the state does not depend on arrival order.
+fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &str) -> Decision {
+    let at = event.event_time;
+    if event.topic == Topic::CustomerEnd {
+        let customer = CustomerEnd {
+            at,
+            leg: leg_key.to_owned(),
+            disconnect_type: event.disconnect_type.clone(),
+            correlation_id: event.correlation_id.clone(),
+        };
+        let index = state
+            .customer_ends
+            .partition_point(|c| (c.at, &c.leg) < (at, &customer.leg));
+        state.customer_ends.insert(index, customer);
+        // Ends at once, or belongs to the previous end: `apply` tells which from the result.
+        return Decision::Ended;
+    }
+
+    let leg = state.leg_mut(leg_key);
+    fill(&mut leg.participant_id, &event.participant_id);
+    fill(&mut leg.user_id, &event.user_id);
+    fill(&mut leg.queue_id, &event.queue_id);
+    match event.topic {
+        Topic::UserStart => {
+            leg.started_at = Some(leg.started_at.map_or(at, |start| start.min(at)));
+            Decision::LegStarted
+        }
+        Topic::Acw => {
+            if leg.acw.as_ref().is_none_or(|acw| acw.at < at) {
+                leg.acw = Some(LegAcw {
+                    at,
+                    wrapup_code: event.wrapup_code.clone(),
+                });
+            }
+            Decision::AcwRecorded
+        }
+        Topic::UserEnd => {
+            let end = LegEnd {
+                at,
+                disconnect_type: event.disconnect_type.clone(),
+                interacting_duration_ms: event.interacting_duration_ms,
+                correlation_id: event.correlation_id.clone(),
+            };
+            let decision = match end.kind() {
+                LegEndKind::Transfer => Decision::Transfer,
+                LegEndKind::Takeover => Decision::Takeover,
+                LegEndKind::Reject => Decision::Reject,
+                LegEndKind::Final => Decision::EndCandidate,
+            };
+            if leg.end.as_ref().is_none_or(|old| old.at < at) {
+                leg.end = Some(end);
+            }
+            decision
+        }
+        Topic::CustomerEnd => unreachable!("handled above"),
+    }
+}
+
+fn fill(slot: &mut Option<String>, value: &Option<String>) {
+    if slot.is_none() {
+        slot.clone_from(value);
+    }
+}
+
+fn summary(leg: &Leg) -> AgentSummary {
+    AgentSummary {
+        user_id: leg.user_id.clone(),
+        participant_id: leg.participant_id.clone(),
+        session_id: (!leg.key.is_empty()).then(|| leg.key.clone()),
+        queue_id: leg.queue_id.clone(),
+        wrapup_code: leg.acw.as_ref().and_then(|acw| acw.wrapup_code.clone()),
+    }
+}
+
+fn end_by_agent(
+    state: &ConversationState,
+    key: &ConversationKey,
+    leg_key: &str,
+    at: i64,
+    now_ms: u64,
+) -> EndNotice {
+    let leg = state.leg(leg_key);
+    let end = leg.and_then(|leg| leg.end.as_ref());
+    EndNotice {
+        key: key.clone(),
+        genesys_organization_id: state.genesys_organization_id.clone(),
+        user_id: state.bot_user_id.clone(),
+        reason: EndReason::UserEnd,
+        disconnect_type: end.and_then(|end| end.disconnect_type.clone()),
+        ended_at: at,
+        episode: state.episode,
+        transfers: state.transfers_until(at),
+        agent: leg.map(summary),
+        correlation_id: end.and_then(|end| end.correlation_id.clone()),
+        decided_at_ms: now_ms,
+    }
+}
+
+fn end_by_customer(
+    state: &ConversationState,
+    key: &ConversationKey,
+    customer: &CustomerEnd,
+    now_ms: u64,
+) -> EndNotice {
+    EndNotice {
+        key: key.clone(),
+        genesys_organization_id: state.genesys_organization_id.clone(),
+        user_id: state.bot_user_id.clone(),
+        reason: EndReason::CustomerEnd,
+        disconnect_type: customer.disconnect_type.clone(),
+        ended_at: customer.at,
+        episode: state.episode,
+        transfers: state.transfers_until(customer.at),
+        agent: state.last_agent_until(customer.at).map(summary),
+        correlation_id: customer.correlation_id.clone(),
+        decided_at_ms: now_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,16 @@
+//! Genesys Cloud events as EventBridge delivers them: wire types, topics, filters.
+
+mod classify;
+mod disconnect;
+mod envelope;
+mod ids;
+pub mod lenient;
+mod topic;
+
+pub use classify::{
+    Classified, ConversationEvent, EventFilter, IgnoreReason, InvalidEvent, classify, parse_source,
+};
+pub use disconnect::DisconnectType;
+pub use envelope::{Detail, Envelope, EventBody, Metadata};
+pub use ids::{ConversationId, ConversationKey, OrganisationId};
+pub use topic::{Topic, TopicName, parse_topic_name};
