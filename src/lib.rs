@@ -1,4 +1,23 @@
-//! handover-receiver: tells Cognigy.AI when a chat handed over to Genesys Cloud agents has ended.
+//! handover-receiver: tells Cognigy.AI when a chat handed over to Genesys Cloud agents through
+//! Open Messaging has really ended, from the conversation events Genesys publishes to EventBridge.
+//!
+//! - [`genesys`]: wire types, topics and filters (lenient).
+//! - [`engine`]: the decision rules, pure.
+//! - [`store`]: conversation state, grace-window timers and the outbox.
+//! - [`forward`]: the call to Cognigy and its delivery worker.
+//! - [`http`]: router, API key, handlers, status codes.
+//! - [`service`]: everything wired together, with the shutdown drain.
 
-pub mod genesys;
+pub mod clock;
+pub mod config;
 pub mod engine;
+pub mod forward;
+pub mod genesys;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod timers;
+
+pub use http::{AppState, router as app};
+pub use service::Service;

@@ -31,9 +31,16 @@ fn rule1_customer_end_confirms_a_pending_candidate_without_waiting() {
     let applied = h.post(&customer_end(9_015));
     assert_eq!(applied.decision, Decision::Ended);
     assert_eq!(applied.ends.len(), 1);
-    assert_eq!(applied.ends[0].agent.as_ref().unwrap().session_id, Some(session("B")));
+    assert_eq!(
+        applied.ends[0].agent.as_ref().unwrap().session_id,
+        Some(session("B"))
+    );
     h.settle();
-    assert_eq!(h.take_ends().len(), 1, "the grace window must not end it again");
+    assert_eq!(
+        h.take_ends().len(),
+        1,
+        "the grace window must not end it again"
+    );
 }
 
 // Rule 2 -------------------------------------------------------------------------------------
@@ -50,7 +57,11 @@ fn rule2_transfers_of_every_kind_are_not_an_end() {
         "DND_TRANSFER",
     ] {
         let mut h = Harness::default();
-        assert_eq!(h.decide(&end("A", 1_000, kind)), Decision::Transfer, "{kind}");
+        assert_eq!(
+            h.decide(&end("A", 1_000, kind)),
+            Decision::Transfer,
+            "{kind}"
+        );
         h.settle();
         assert!(h.take_ends().is_empty(), "{kind} ended the handover");
     }
@@ -68,7 +79,10 @@ fn rule2_takeover_is_not_an_end_and_counts_as_a_transfer() {
     let ends = h.take_ends();
     assert_eq!(ends.len(), 1);
     assert_eq!(ends[0].transfers, 1);
-    assert_eq!(ends[0].agent.as_ref().unwrap().session_id, Some(session("S")));
+    assert_eq!(
+        ends[0].agent.as_ref().unwrap().session_id,
+        Some(session("S"))
+    );
 }
 
 // Rule 3 -------------------------------------------------------------------------------------
@@ -91,7 +105,10 @@ fn rule3_reject_with_zero_interaction_is_not_an_end() {
 #[test]
 fn rule3_alert_timeout_is_a_transfer_not_an_end() {
     let mut h = Harness::default();
-    assert_eq!(h.decide(&reject("A", 8_000, "NO_ANSWER_TRANSFER")), Decision::Transfer);
+    assert_eq!(
+        h.decide(&reject("A", 8_000, "NO_ANSWER_TRANSFER")),
+        Decision::Transfer
+    );
     h.settle();
     assert!(h.take_ends().is_empty());
 }
@@ -103,7 +120,10 @@ fn rule4_final_end_waits_for_the_grace_window() {
     let mut h = Harness::default();
     assert_eq!(h.decide(&end("A", 1_000, "CLIENT")), Decision::EndCandidate);
     h.advance(GRACE_MS - 1);
-    assert!(h.take_ends().is_empty(), "ended before the grace window closed");
+    assert!(
+        h.take_ends().is_empty(),
+        "ended before the grace window closed"
+    );
     h.advance(1);
     let ends = h.take_ends();
     assert_eq!(ends.len(), 1);
@@ -124,7 +144,10 @@ fn rule4_later_activity_of_another_leg_cancels_the_candidate() {
     assert!(h.take_ends().is_empty());
     h.post(&end("B", 30_000, "CLIENT"));
     h.settle();
-    assert_eq!(h.take_ends()[0].agent.as_ref().unwrap().session_id, Some(session("B")));
+    assert_eq!(
+        h.take_ends()[0].agent.as_ref().unwrap().session_id,
+        Some(session("B"))
+    );
 }
 
 #[test]
@@ -149,11 +172,17 @@ fn rule4_a_new_candidate_restarts_the_window() {
     // B's end (later) arrives: B is the candidate now, with a window of its own.
     h.post(&end("B", 2_000, "CLIENT"));
     h.advance(200);
-    assert!(h.take_ends().is_empty(), "the old window must not end the new candidate");
+    assert!(
+        h.take_ends().is_empty(),
+        "the old window must not end the new candidate"
+    );
     h.settle();
     let ends = h.take_ends();
     assert_eq!(ends.len(), 1);
-    assert_eq!(ends[0].agent.as_ref().unwrap().session_id, Some(session("B")));
+    assert_eq!(
+        ends[0].agent.as_ref().unwrap().session_id,
+        Some(session("B"))
+    );
 }
 
 #[test]
@@ -165,7 +194,10 @@ fn rule4_an_event_that_leaves_the_candidate_unchanged_keeps_its_window() {
     h.advance(100);
     let ends = h.take_ends();
     assert_eq!(ends.len(), 1, "acw restarted the grace window");
-    assert_eq!(ends[0].agent.as_ref().unwrap().wrapup_code.as_deref(), Some(WRAPUP));
+    assert_eq!(
+        ends[0].agent.as_ref().unwrap().wrapup_code.as_deref(),
+        Some(WRAPUP)
+    );
 }
 
 #[test]
@@ -218,8 +250,14 @@ fn rule6_republished_event_with_a_new_id_is_a_duplicate() {
     let mut h = Harness::default();
     let spec = end("A", 1_000, "CLIENT");
     h.post_with_id(&spec, "first-id");
-    assert_eq!(h.post_with_id(&spec, "second-id").decision, Decision::Duplicate);
-    assert_eq!(h.post_with_id(&spec, "second-id").decision, Decision::Duplicate);
+    assert_eq!(
+        h.post_with_id(&spec, "second-id").decision,
+        Decision::Duplicate
+    );
+    assert_eq!(
+        h.post_with_id(&spec, "second-id").decision,
+        Decision::Duplicate
+    );
     h.settle();
     assert_eq!(h.take_ends().len(), 1);
 }
@@ -252,7 +290,11 @@ fn rule7_events_not_later_than_the_end_are_late() {
     assert_eq!(h.take_ends().len(), 1);
     assert_eq!(h.decide(&end("X", 5_000, "TRANSFER")), Decision::Late);
     assert_eq!(h.decide(&end("Y", 10_000, "CLIENT")), Decision::Late);
-    assert_eq!(h.decide(&acw("A", 12_000)), Decision::Late, "the ended leg's own wrap-up");
+    assert_eq!(
+        h.decide(&acw("A", 12_000)),
+        Decision::Late,
+        "the ended leg's own wrap-up"
+    );
     assert_eq!(h.decide(&acw("Z", 12_500)), Decision::AcwAfterEnd);
     h.settle();
     assert!(h.take_ends().is_empty());
@@ -264,7 +306,10 @@ fn rule7_customer_end_just_after_the_end_belongs_to_it() {
     h.post(&end("F", 9_000, "CLIENT"));
     h.settle();
     assert_eq!(h.take_ends().len(), 1);
-    assert_eq!(h.decide(&customer_end(9_015)), Decision::BelongsToPreviousEnd);
+    assert_eq!(
+        h.decide(&customer_end(9_015)),
+        Decision::BelongsToPreviousEnd
+    );
     assert_eq!(h.decide(&acw("F", 10_000)), Decision::Late);
     h.settle();
     assert!(h.take_ends().is_empty());
@@ -301,7 +346,10 @@ fn rule7_new_activity_arriving_after_an_absorbed_customer_end_releases_it() {
     h.post(&end("A", 1_000, "CLIENT"));
     h.settle();
     h.take_ends();
-    assert_eq!(h.decide(&customer_end(20_000)), Decision::BelongsToPreviousEnd);
+    assert_eq!(
+        h.decide(&customer_end(20_000)),
+        Decision::BelongsToPreviousEnd
+    );
     assert_eq!(h.decide(&start("C", 5_000)), Decision::Ended);
     let ends = h.take_ends();
     assert_eq!(ends.len(), 1);
@@ -318,8 +366,14 @@ fn rule7_reused_conversation_gets_a_second_episode() {
     h.settle();
     let ends = h.take_ends();
     assert_eq!(ends.iter().map(|e| e.episode).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(ends[0].idempotency_key(), format!("{ORG}:{}:1", common::harness::CONVERSATION));
-    assert_eq!(ends[1].idempotency_key(), format!("{ORG}:{}:2", common::harness::CONVERSATION));
+    assert_eq!(
+        ends[0].idempotency_key(),
+        format!("{ORG}:{}:1", common::harness::CONVERSATION)
+    );
+    assert_eq!(
+        ends[1].idempotency_key(),
+        format!("{ORG}:{}:2", common::harness::CONVERSATION)
+    );
 }
 
 #[test]
@@ -363,5 +417,11 @@ fn transfers_count_the_transfer_ends_of_the_episode() {
     h.settle();
     let ends = h.take_ends();
     assert_eq!(ends[0].transfers, 3);
-    assert_eq!(ends[0].correlation_id.as_deref().map(|c| c.starts_with("corr-")), Some(true));
+    assert_eq!(
+        ends[0]
+            .correlation_id
+            .as_deref()
+            .map(|c| c.starts_with("corr-")),
+        Some(true)
+    );
 }

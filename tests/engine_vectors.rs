@@ -60,7 +60,11 @@ fn check_end(got: &EndNotice, want: &ExpectedEnd, context: &str) {
     }
     if let Some(kind) = &want.disconnect_type {
         let got_kind = got.disconnect_type.as_ref().map(|k| k.as_str().to_owned());
-        assert_eq!(got_kind.as_deref(), Some(kind.as_str()), "{context}: disconnectType");
+        assert_eq!(
+            got_kind.as_deref(),
+            Some(kind.as_str()),
+            "{context}: disconnectType"
+        );
     }
     if let Some(transfers) = want.transfers {
         assert_eq!(got.transfers, transfers, "{context}: transfers");

@@ -90,8 +90,14 @@ mod tests {
     #[test]
     fn parts_do_not_run_together() {
         assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
-        assert_ne!(content(Topic::UserEnd, "s", 1), content(Topic::UserStart, "s", 1));
-        assert_ne!(content(Topic::UserEnd, "s", 1), content(Topic::UserEnd, "s", 2));
+        assert_ne!(
+            content(Topic::UserEnd, "s", 1),
+            content(Topic::UserStart, "s", 1)
+        );
+        assert_ne!(
+            content(Topic::UserEnd, "s", 1),
+            content(Topic::UserEnd, "s", 2)
+        );
     }
 
     #[test]

@@ -186,7 +186,10 @@ impl Engine {
         let mut ends = Vec::new();
         loop {
             // Rule 1 and 7: a customer.end ends at once, unless it belongs to the last end.
-            if let Some(customer) = state.deciding_customer_end(CUSTOMER_END_BELONGS_MS).cloned() {
+            if let Some(customer) = state
+                .deciding_customer_end(CUSTOMER_END_BELONGS_MS)
+                .cloned()
+            {
                 ends.push(end_by_customer(state, key, &customer, now_ms));
                 state.close_episode(customer.at);
                 continue;

@@ -107,7 +107,14 @@ mod tests {
 
     #[test]
     fn known_values_round_trip() {
-        for text in ["CLIENT", "PEER", "TRANSFER", "TAKEOVER", "OTHER", "DND_TRANSFER"] {
+        for text in [
+            "CLIENT",
+            "PEER",
+            "TRANSFER",
+            "TAKEOVER",
+            "OTHER",
+            "DND_TRANSFER",
+        ] {
             let parsed = DisconnectType::parse(text);
             assert!(!matches!(parsed, DisconnectType::Unlisted(_)), "{text}");
             assert_eq!(parsed.as_str(), text);
@@ -118,7 +125,10 @@ mod tests {
     fn unknown_values_are_kept() {
         let parsed = DisconnectType::parse("QUANTUM_TUNNEL");
         assert_eq!(parsed, DisconnectType::Unlisted("QUANTUM_TUNNEL".into()));
-        assert_eq!(serde_json::to_string(&parsed).unwrap(), "\"QUANTUM_TUNNEL\"");
+        assert_eq!(
+            serde_json::to_string(&parsed).unwrap(),
+            "\"QUANTUM_TUNNEL\""
+        );
     }
 
     #[test]
@@ -136,7 +146,14 @@ mod tests {
         for text in handing_on {
             assert!(DisconnectType::parse(text).hands_on(), "{text}");
         }
-        for text in ["CLIENT", "ENDPOINT", "PEER", "SYSTEM", "INACTIVITY", "NEW_KIND"] {
+        for text in [
+            "CLIENT",
+            "ENDPOINT",
+            "PEER",
+            "SYSTEM",
+            "INACTIVITY",
+            "NEW_KIND",
+        ] {
             assert!(!DisconnectType::parse(text).hands_on(), "{text}");
         }
     }

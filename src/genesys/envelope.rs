@@ -34,7 +34,11 @@ pub struct Detail<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Metadata {
-    #[serde(rename = "CorrelationId", default, deserialize_with = "lenient::string")]
+    #[serde(
+        rename = "CorrelationId",
+        default,
+        deserialize_with = "lenient::string"
+    )]
     pub correlation_id: Option<String>,
 }
 

@@ -82,7 +82,10 @@ mod tests {
     #[test]
     fn event_time_accepts_millis_and_rfc3339() {
         assert_eq!(probe(r#"{"t": 1762251341873}"#).t, Some(1_762_251_341_873));
-        assert_eq!(probe(r#"{"t": "2025-11-04T10:15:41.873Z"}"#).t, Some(1_762_251_341_873));
+        assert_eq!(
+            probe(r#"{"t": "2025-11-04T10:15:41.873Z"}"#).t,
+            Some(1_762_251_341_873)
+        );
         assert_eq!(probe(r#"{"t": "yesterday"}"#).t, None);
     }
 }

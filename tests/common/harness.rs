@@ -1,7 +1,7 @@
 //! Drives the pure engine for one conversation with an explicit wall clock.
 
 use super::events::Spec;
-use handover_receiver::engine::{Applied, ConversationState, Decision, Engine, EndNotice};
+use handover_receiver::engine::{Applied, ConversationState, Decision, EndNotice, Engine};
 use handover_receiver::genesys::ConversationKey;
 
 pub const GRACE_MS: u64 = 10_000;

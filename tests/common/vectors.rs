@@ -57,7 +57,10 @@ impl VectorEvent {
 }
 
 pub fn load() -> Vectors {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/decision-vectors.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/decision-vectors.json"
+    );
     let text = std::fs::read_to_string(path).expect("decision vectors are readable");
     let vectors: Vectors = serde_json::from_str(&text).expect("decision vectors parse");
     assert!(!vectors.cases.is_empty(), "no decision vectors in {path}");

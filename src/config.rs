@@ -1,0 +1,407 @@
+//! Settings: every one an environment variable and a command-line flag (`--help` lists them).
+
+use crate::forward::{ForwardFormat, RetryPolicy};
+use crate::genesys::EventFilter;
+use clap::Parser;
+use clap::builder::BoolishValueParser;
+use secrecy::SecretString;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+use thiserror::Error;
+
+pub const API_KEY_ENV: &str = "GENESYS_EVENTBRIDGE_HANDOVER_API_KEY";
+pub const FORWARD_FLAG_ENV: &str = "FEATURE_USE_GENESYS_OM_HTTP_END_HANDOVER_REQUEST";
+
+/// Receives Genesys Cloud conversation events from Amazon EventBridge and tells Cognigy.AI when
+/// a handover to human agents has really ended.
+#[derive(Parser)]
+#[command(name = "handover-receiver", version, about)]
+pub struct Cli {
+    /// API key EventBridge sends in the Authorization header (required).
+    #[arg(long, env = API_KEY_ENV, hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// A second accepted key while the key is being rotated.
+    #[arg(
+        long,
+        env = "GENESYS_EVENTBRIDGE_HANDOVER_API_KEY_PREVIOUS",
+        hide_env_values = true
+    )]
+    pub api_key_previous: Option<String>,
+
+    /// Forward ends to Cognigy; otherwise shadow mode: decide and log, send nothing.
+    #[arg(long, env = FORWARD_FLAG_ENV, default_value = "false", value_parser = BoolishValueParser::new())]
+    pub forward: bool,
+
+    /// Target of the handover-ended call; may contain {organisationId}.
+    #[arg(long, env = "HANDOVER_COGNIGY_URL")]
+    pub cognigy_url: Option<String>,
+
+    /// Value of the Authorization header of the call to Cognigy.
+    #[arg(long, env = "HANDOVER_COGNIGY_AUTHORIZATION", hide_env_values = true)]
+    pub cognigy_authorization: Option<String>,
+
+    /// Body of the call to Cognigy.
+    #[arg(
+        long,
+        env = "HANDOVER_FORWARD_FORMAT",
+        value_enum,
+        default_value = "event"
+    )]
+    pub forward_format: ForwardFormat,
+
+    /// HTTP listener.
+    #[arg(long, env = "HANDOVER_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// `memory`, or a redis:// or rediss:// URL.
+    #[arg(
+        long,
+        env = "HANDOVER_STORE",
+        default_value = "memory",
+        hide_env_values = true
+    )]
+    pub store: String,
+
+    /// Grace window before a final user.end ends the handover, in milliseconds.
+    #[arg(long, env = "HANDOVER_END_GRACE_MS", default_value_t = 10_000)]
+    pub end_grace_ms: u64,
+
+    /// Comma-separated organisationIds to handle; unset: all.
+    #[arg(long, env = "HANDOVER_ALLOWED_ORGANISATIONS", value_delimiter = ',')]
+    pub allowed_organisations: Option<Vec<String>>,
+
+    /// Comma-separated Genesys messageTypes handled.
+    #[arg(
+        long,
+        env = "HANDOVER_MESSAGE_TYPES",
+        value_delimiter = ',',
+        default_value = "OPEN"
+    )]
+    pub message_types: Vec<String>,
+
+    /// Lifetime of an idle conversation's state, in seconds.
+    #[arg(long, env = "HANDOVER_STATE_TTL_SECS", default_value_t = 604_800)]
+    pub state_ttl_secs: u64,
+
+    /// Longest wait on SIGTERM for open grace windows and undelivered ends, in seconds.
+    #[arg(long, env = "HANDOVER_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
+    pub shutdown_grace_secs: u64,
+
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "HANDOVER_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+
+    /// Largest accepted request body, in bytes (EventBridge events are at most 256 KB).
+    #[arg(long, env = "HANDOVER_MAX_BODY_BYTES", default_value_t = 512 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Longest time to answer an event, in milliseconds (EventBridge gives up after 5 s).
+    #[arg(long, env = "HANDOVER_REQUEST_TIMEOUT_MS", default_value_t = 4_000)]
+    pub request_timeout_ms: u64,
+
+    /// Events processed at once; more are answered 503 so that EventBridge retries later.
+    #[arg(long, env = "HANDOVER_MAX_IN_FLIGHT", default_value_t = 1_024)]
+    pub max_in_flight: usize,
+
+    /// Conversations the in-memory store keeps at most; beyond, new ones get 503.
+    #[arg(long, env = "HANDOVER_MAX_CONVERSATIONS", default_value_t = 1_000_000)]
+    pub max_conversations: usize,
+
+    /// Timeout of one call to Cognigy, in milliseconds.
+    #[arg(long, env = "HANDOVER_COGNIGY_TIMEOUT_MS", default_value_t = 3_000)]
+    pub cognigy_timeout_ms: u64,
+
+    /// Delay after the first failed delivery, in milliseconds (doubles per attempt, with jitter).
+    #[arg(long, env = "HANDOVER_RETRY_BASE_MS", default_value_t = 1_000)]
+    pub retry_base_ms: u64,
+
+    /// Longest delay between delivery attempts, in milliseconds.
+    #[arg(long, env = "HANDOVER_RETRY_MAX_MS", default_value_t = 300_000)]
+    pub retry_max_ms: u64,
+
+    /// How long an end is retried before it becomes a dead letter, in seconds.
+    #[arg(long, env = "HANDOVER_DELIVERY_GIVE_UP_SECS", default_value_t = 86_400)]
+    pub delivery_give_up_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Which store holds the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+}
+
+/// Where ends go.
+#[derive(Debug, Clone)]
+pub enum Forwarding {
+    Shadow,
+    Cognigy {
+        url_template: String,
+        authorization: Option<SecretString>,
+        format: ForwardFormat,
+        timeout: Duration,
+    },
+}
+
+/// Validated settings. Secrets are wrapped so that they never print.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api_keys: Vec<SecretString>,
+    pub forwarding: Forwarding,
+    pub listen_addr: SocketAddr,
+    pub store: StoreKind,
+    pub end_grace_ms: u64,
+    pub filter: EventFilter,
+    pub state_ttl: Duration,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_in_flight: usize,
+    pub max_conversations: usize,
+    pub retry: RetryPolicy,
+}
+
+/// A setting that makes the service refuse to start. Each names its variable.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "{API_KEY_ENV} is not set or empty: set it to the API key of the EventBridge connection"
+    )]
+    MissingApiKey,
+    #[error("HANDOVER_COGNIGY_URL is required when {FORWARD_FLAG_ENV}=true")]
+    MissingCognigyUrl,
+    #[error("HANDOVER_COGNIGY_URL is not an http(s) URL: {0}")]
+    InvalidCognigyUrl(String),
+    #[error("HANDOVER_STORE must be `memory`; {0} stores are not supported by this version")]
+    UnsupportedStore(String),
+    #[error("HANDOVER_STORE must be `memory` or a redis:// or rediss:// URL")]
+    UnknownStore,
+    #[error("HANDOVER_MESSAGE_TYPES names no message type")]
+    NoMessageTypes,
+    #[error("{0} must be greater than 0")]
+    Zero(&'static str),
+}
+
+impl Cli {
+    pub fn settings(self) -> Result<Settings, ConfigError> {
+        let api_keys: Vec<SecretString> = [self.api_key.clone(), self.api_key_previous.clone()]
+            .into_iter()
+            .flatten()
+            .filter(|key| !key.is_empty())
+            .map(SecretString::from)
+            .collect();
+        if self.api_key.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::MissingApiKey);
+        }
+        let forwarding = self.forwarding()?;
+        let store = match self.store.as_str() {
+            "memory" => StoreKind::Memory,
+            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                return Err(ConfigError::UnsupportedStore("Redis".into()));
+            }
+            _ => return Err(ConfigError::UnknownStore),
+        };
+        let message_types: HashSet<String> = self
+            .message_types
+            .iter()
+            .map(|kind| kind.trim().to_ascii_uppercase())
+            .filter(|kind| !kind.is_empty())
+            .collect();
+        if message_types.is_empty() {
+            return Err(ConfigError::NoMessageTypes);
+        }
+        let allowed_organisations = self.allowed_organisations.map(|list| {
+            list.iter()
+                .map(|org| org.trim().to_owned())
+                .filter(|org| !org.is_empty())
+                .collect::<HashSet<_>>()
+        });
+        for (name, value) in [
+            ("HANDOVER_STATE_TTL_SECS", self.state_ttl_secs),
+            ("HANDOVER_MAX_BODY_BYTES", self.max_body_bytes as u64),
+            ("HANDOVER_REQUEST_TIMEOUT_MS", self.request_timeout_ms),
+            ("HANDOVER_MAX_IN_FLIGHT", self.max_in_flight as u64),
+            ("HANDOVER_MAX_CONVERSATIONS", self.max_conversations as u64),
+            ("HANDOVER_COGNIGY_TIMEOUT_MS", self.cognigy_timeout_ms),
+            ("HANDOVER_RETRY_BASE_MS", self.retry_base_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        Ok(Settings {
+            api_keys,
+            forwarding,
+            listen_addr: self.listen_addr,
+            store,
+            end_grace_ms: self.end_grace_ms,
+            filter: EventFilter {
+                allowed_organisations,
+                message_types,
+            },
+            state_ttl: Duration::from_secs(self.state_ttl_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            log_format: self.log_format,
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            max_in_flight: self.max_in_flight,
+            max_conversations: self.max_conversations,
+            retry: RetryPolicy {
+                base_ms: self.retry_base_ms,
+                max_ms: self.retry_max_ms.max(self.retry_base_ms),
+                give_up_after_ms: self.delivery_give_up_secs.saturating_mul(1_000),
+            },
+        })
+    }
+
+    fn forwarding(&self) -> Result<Forwarding, ConfigError> {
+        if !self.forward {
+            return Ok(Forwarding::Shadow);
+        }
+        let url = self
+            .cognigy_url
+            .clone()
+            .filter(|url| !url.trim().is_empty())
+            .ok_or(ConfigError::MissingCognigyUrl)?;
+        let probe = url.replace("{organisationId}", "organisation");
+        match reqwest::Url::parse(&probe) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+            // The parser's message never echoes the URL (it may carry a token).
+            Ok(_) => {
+                return Err(ConfigError::InvalidCognigyUrl(
+                    "scheme must be http or https".into(),
+                ));
+            }
+            Err(error) => return Err(ConfigError::InvalidCognigyUrl(error.to_string())),
+        }
+        Ok(Forwarding::Cognigy {
+            url_template: url,
+            authorization: self
+                .cognigy_authorization
+                .clone()
+                .filter(|value| !value.is_empty())
+                .map(SecretString::from),
+            format: self.forward_format,
+            timeout: Duration::from_millis(self.cognigy_timeout_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut argv = vec!["handover-receiver"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("arguments parse")
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let settings = cli(&["--api-key", "k"]).settings().unwrap();
+        assert!(matches!(settings.forwarding, Forwarding::Shadow));
+        assert_eq!(settings.listen_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(settings.end_grace_ms, 10_000);
+        assert_eq!(settings.state_ttl, Duration::from_secs(604_800));
+        assert_eq!(settings.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(settings.max_body_bytes, 512 * 1024);
+        assert_eq!(
+            settings.filter.message_types,
+            HashSet::from(["OPEN".to_owned()])
+        );
+        assert_eq!(settings.filter.allowed_organisations, None);
+        assert_eq!(settings.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn the_api_key_is_required_and_not_empty() {
+        assert_eq!(cli(&[]).settings().unwrap_err(), ConfigError::MissingApiKey);
+        assert_eq!(
+            cli(&["--api-key", ""]).settings().unwrap_err(),
+            ConfigError::MissingApiKey
+        );
+        let message = ConfigError::MissingApiKey.to_string();
+        assert!(message.contains(API_KEY_ENV));
+    }
+
+    #[test]
+    fn forwarding_needs_a_url() {
+        let error = cli(&["--api-key", "k", "--forward", "true"])
+            .settings()
+            .unwrap_err();
+        assert_eq!(error, ConfigError::MissingCognigyUrl);
+        assert!(error.to_string().contains("HANDOVER_COGNIGY_URL"));
+        let error = cli(&[
+            "--api-key",
+            "k",
+            "--forward",
+            "true",
+            "--cognigy-url",
+            "ftp://x",
+        ])
+        .settings()
+        .unwrap_err();
+        assert!(matches!(error, ConfigError::InvalidCognigyUrl(_)));
+        let settings = cli(&[
+            "--api-key",
+            "k",
+            "--forward",
+            "true",
+            "--cognigy-url",
+            "https://cognigy.example/{organisationId}/handover",
+        ])
+        .settings()
+        .unwrap();
+        assert!(matches!(settings.forwarding, Forwarding::Cognigy { .. }));
+    }
+
+    #[test]
+    fn lists_are_trimmed_and_message_types_upper_cased() {
+        let settings = cli(&[
+            "--api-key",
+            "k",
+            "--allowed-organisations",
+            "a, b ,",
+            "--message-types",
+            "open,whatsapp",
+        ])
+        .settings()
+        .unwrap();
+        assert_eq!(
+            settings.filter.allowed_organisations,
+            Some(HashSet::from(["a".to_owned(), "b".to_owned()]))
+        );
+        assert_eq!(
+            settings.filter.message_types,
+            HashSet::from(["OPEN".to_owned(), "WHATSAPP".to_owned()])
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let settings = cli(&[
+            "--api-key",
+            "super-secret-key",
+            "--forward",
+            "true",
+            "--cognigy-url",
+            "https://c.example",
+            "--cognigy-authorization",
+            "Basic c2VjcmV0",
+        ])
+        .settings()
+        .unwrap();
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("super-secret-key"), "{printed}");
+        assert!(!printed.contains("c2VjcmV0"), "{printed}");
+    }
+}

@@ -1,0 +1,151 @@
+//! The delivery worker: takes due ends from the outbox, sends them, and records the outcome.
+//! It never runs on the request path.
+
+use super::client::{Attempt, CognigyClient};
+use super::retry::RetryPolicy;
+use crate::clock::now_ms;
+use crate::store::{Delivery, Settlement, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// Deliveries sent concurrently at most.
+const BATCH: usize = 32;
+/// Longest sleep between looks at the outbox (another replica may have added to it).
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How long a claimed delivery is ours before another replica may take it over.
+const LEASE_MS: u64 = 30_000;
+
+/// How ends leave the service.
+pub enum Sender {
+    /// Shadow mode: decide, log and count, send nothing.
+    Shadow,
+    Cognigy(CognigyClient),
+}
+
+pub struct DeliveryWorker {
+    pub store: Arc<dyn Store>,
+    pub sender: Arc<Sender>,
+    pub policy: RetryPolicy,
+    /// Woken when the outbox gains an entry.
+    pub wake: Arc<Notify>,
+}
+
+impl DeliveryWorker {
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut rng = fastrand::Rng::new();
+        while !*stop.borrow() {
+            let claimed = match self.store.claim_deliveries(now_ms(), BATCH, LEASE_MS).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the outbox; trying again");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                let pause = self.idle_pause().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = self.wake.notified() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let mut attempts = JoinSet::new();
+            for delivery in claimed {
+                let sender = Arc::clone(&self.sender);
+                attempts.spawn(async move {
+                    let attempt = attempt(&sender, &delivery).await;
+                    (delivery, attempt)
+                });
+            }
+            while let Some(joined) = attempts.join_next().await {
+                let Ok((delivery, attempt)) = joined else {
+                    continue;
+                };
+                let settlement = self.settlement(&delivery, attempt, &mut rng);
+                if let Err(error) = self.store.settle(&delivery, settlement).await {
+                    tracing::warn!(%error, id = %delivery.id, "cannot record a delivery outcome; it will be tried again");
+                }
+            }
+        }
+    }
+
+    async fn idle_pause(&self) -> Duration {
+        match self.store.next_delivery_at().await {
+            Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE_POLL),
+            _ => IDLE_POLL,
+        }
+    }
+
+    fn settlement(
+        &self,
+        delivery: &Delivery,
+        attempt: Attempt,
+        rng: &mut fastrand::Rng,
+    ) -> Settlement {
+        let end = &delivery.notice;
+        let span = tracing::info_span!(
+            "delivery",
+            organisationId = %end.key.organisation_id,
+            conversationId = %end.key.conversation_id,
+            episode = end.episode,
+            correlationId = end.correlation_id.as_deref().unwrap_or_default(),
+            attempt = delivery.attempts + 1,
+        );
+        let _entered = span.enter();
+        match attempt {
+            Attempt::Delivered { status } => {
+                tracing::info!(status, "handover end delivered");
+                Settlement::Done
+            }
+            Attempt::NotSent => Settlement::Done,
+            Attempt::NotFound => {
+                tracing::info!("Cognigy has no such handover (404); not retried");
+                Settlement::Done
+            }
+            Attempt::Failed {
+                error,
+                retry_after,
+                configuration,
+            } => {
+                let now = now_ms();
+                if self.policy.gives_up(delivery.created_at_ms, now) {
+                    tracing::error!(%error, "handover end undeliverable; kept as a dead letter");
+                    return Settlement::DeadLetter { error };
+                }
+                let delay = self
+                    .policy
+                    .delay_ms(delivery.attempts + 1, retry_after, rng);
+                if configuration {
+                    tracing::error!(%error, retry_in_ms = delay, "handover end rejected: configuration error; will retry");
+                } else {
+                    tracing::warn!(%error, retry_in_ms = delay, "handover end not delivered; will retry");
+                }
+                Settlement::Retry {
+                    next_attempt_at_ms: now + delay,
+                    error,
+                }
+            }
+        }
+    }
+}
+
+async fn attempt(sender: &Sender, delivery: &Delivery) -> Attempt {
+    match sender {
+        Sender::Shadow => {
+            let end = &delivery.notice;
+            tracing::info!(
+                organisationId = %end.key.organisation_id,
+                conversationId = %end.key.conversation_id,
+                episode = end.episode,
+                reason = %end.reason,
+                "shadow mode: handover end not sent"
+            );
+            Attempt::NotSent
+        }
+        Sender::Cognigy(client) => client.send(&delivery.notice, &delivery.id).await,
+    }
+}

@@ -1,0 +1,85 @@
+//! The one error type of the HTTP layer, and the status each case maps to (spec 2.2).
+//!
+//! EventBridge de-authorizes its whole connection on 401 or 407, so only `Unauthorized` may ever
+//! produce 401, and nothing produces 407.
+
+use crate::genesys::InvalidEvent;
+use crate::store::StoreError;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Seconds EventBridge is asked to wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "5";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or wrong API key")]
+    Unauthorized,
+    #[error(transparent)]
+    InvalidEvent(#[from] InvalidEvent),
+    #[error("request body could not be read: {0}")]
+    UnreadableBody(String),
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("content type {0:?} is not JSON")]
+    UnsupportedMediaType(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("too many events in flight; retry later")]
+    Overloaded,
+    #[error("the event took too long to process; retry later")]
+    Timeout,
+    #[error("no such route")]
+    NotFound,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidEvent(_) | ApiError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Store(_) | ApiError::Overloaded | ApiError::Timeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    /// A stable machine-readable code for the `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidEvent(invalid) => invalid.code(),
+            ApiError::UnreadableBody(_) => "unreadable_body",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Store(StoreError::Full(_)) | ApiError::Overloaded => "overloaded",
+            ApiError::Store(StoreError::Unavailable(_)) => "store_unavailable",
+            ApiError::Timeout => "timeout",
+            ApiError::NotFound => "not_found",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        // The 401 body says nothing more: an unauthenticated caller learns nothing.
+        let body = match &self {
+            ApiError::Unauthorized => json!({ "error": self.code() }),
+            _ => json!({ "error": self.code(), "detail": self.to_string() }),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,164 @@
+//! Putting it together: store, workers, HTTP server, and the drain on shutdown.
+
+use crate::config::{Forwarding, Settings, StoreKind};
+use crate::engine::Engine;
+use crate::forward::{CognigyClient, CognigyTarget, DeliveryWorker, Sender};
+use crate::http::{self, ApiKeys, AppState};
+use crate::store::{MemoryStore, Store};
+use crate::timers::TimerWorker;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
+
+/// How often the drain looks whether work is left.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("cannot build the HTTP client for Cognigy: {0}")]
+    Client(String),
+    #[error("HTTP server failed: {0}")]
+    Server(#[from] std::io::Error),
+}
+
+/// The service's shared parts, ready to serve.
+pub struct Service {
+    pub state: AppState,
+    sender: Arc<Sender>,
+    settings: Settings,
+}
+
+impl Service {
+    pub fn build(settings: Settings) -> Result<Self, ServiceError> {
+        let store: Arc<dyn Store> = match settings.store {
+            StoreKind::Memory => Arc::new(MemoryStore::new(
+                settings.state_ttl.as_millis() as u64,
+                settings.max_conversations,
+            )),
+        };
+        let sender = match &settings.forwarding {
+            Forwarding::Shadow => Sender::Shadow,
+            Forwarding::Cognigy {
+                url_template,
+                authorization,
+                format,
+                timeout,
+            } => {
+                let target = CognigyTarget {
+                    url_template: url_template.clone(),
+                    authorization: authorization.clone(),
+                    format: *format,
+                    timeout: *timeout,
+                };
+                Sender::Cognigy(
+                    CognigyClient::new(target).map_err(|e| ServiceError::Client(e.to_string()))?,
+                )
+            }
+        };
+        let state = AppState {
+            store,
+            engine: Engine::new(settings.end_grace_ms),
+            filter: Arc::new(settings.filter.clone()),
+            api_keys: Arc::new(ApiKeys::new(settings.api_keys.clone())),
+            timer_wake: Arc::new(Notify::new()),
+            delivery_wake: Arc::new(Notify::new()),
+            draining: Arc::new(AtomicBool::new(false)),
+            in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+            max_body_bytes: settings.max_body_bytes,
+            request_timeout: settings.request_timeout,
+        };
+        Ok(Self {
+            state,
+            sender: Arc::new(sender),
+            settings,
+        })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking traffic and waits (bounded by
+    /// `HANDOVER_SHUTDOWN_GRACE_SECS`) for open grace windows and undelivered ends.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServiceError> {
+        let state = self.state.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let timers = tokio::spawn(
+            TimerWorker {
+                store: Arc::clone(&state.store),
+                engine: state.engine,
+                wake: Arc::clone(&state.timer_wake),
+                delivery_wake: Arc::clone(&state.delivery_wake),
+            }
+            .run(stop_rx.clone()),
+        );
+        let deliveries = tokio::spawn(
+            DeliveryWorker {
+                store: Arc::clone(&state.store),
+                sender: Arc::clone(&self.sender),
+                policy: self.settings.retry,
+                wake: Arc::clone(&state.delivery_wake),
+            }
+            .run(stop_rx),
+        );
+
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel();
+        let draining = Arc::clone(&state.draining);
+        let on_shutdown = async move {
+            shutdown.await;
+            draining.store(true, Ordering::Relaxed);
+            tracing::info!(
+                "shutting down: no new connections; draining open grace windows and deliveries"
+            );
+            let _ = signalled_tx.send(Instant::now());
+        };
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        let served = axum::serve(listener, self.router())
+            .with_graceful_shutdown(on_shutdown)
+            .await;
+
+        let signalled_at = signalled_rx.await.unwrap_or_else(|_| Instant::now());
+        drain(&state, signalled_at + self.settings.shutdown_grace).await;
+        let _ = stop_tx.send(true);
+        let _ = timers.await;
+        let _ = deliveries.await;
+        tracing::info!("stopped");
+        served.map_err(ServiceError::from)
+    }
+}
+
+/// Waits until no grace window is open and the outbox is empty, or the deadline passes.
+async fn drain(state: &AppState, deadline: Instant) {
+    loop {
+        // Wake the workers in case their sleep would carry them past the deadline.
+        state.timer_wake.notify_one();
+        state.delivery_wake.notify_one();
+        match state.store.counts().await {
+            Ok(counts) if counts.open_windows == 0 && counts.outbox == 0 => {
+                tracing::info!("drained: no open grace windows, no undelivered ends");
+                return;
+            }
+            Ok(counts) if Instant::now() >= deadline => {
+                tracing::error!(
+                    openWindows = counts.open_windows,
+                    undelivered = counts.outbox,
+                    "shutdown grace exhausted: these ends are lost with the in-memory store; use the Redis store to keep them across restarts"
+                );
+                return;
+            }
+            Err(error) if Instant::now() >= deadline => {
+                tracing::error!(%error, "shutdown grace exhausted while the store was unavailable");
+                return;
+            }
+            _ => tokio::time::sleep(DRAIN_POLL).await,
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The in-memory store: one process, state lost on restart (the shutdown drain limits that).
+
+use super::{Delivery, Settlement, Store, StoreCounts, StoreError, Transition, TransitionFn};
+use crate::engine::ConversationState;
+use crate::genesys::ConversationKey;
+use async_trait::async_trait;
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Independent locks, so that events of different conversations rarely wait for each other.
+const SHARDS: usize = 64;
+
+struct Entry {
+    state: ConversationState,
+    expires_at_ms: u64,
+}
+
+#[derive(Default)]
+struct Outbox {
+    /// Waiting deliveries by (due time, id).
+    waiting: BTreeMap<(u64, String), Delivery>,
+    /// Claimed by the delivery worker, by id.
+    in_flight: HashMap<String, Delivery>,
+    dead: Vec<Delivery>,
+}
+
+pub struct MemoryStore {
+    shards: Box<[Mutex<HashMap<ConversationKey, Entry>>]>,
+    hasher: RandomState,
+    /// (due time, conversation) of every open grace window.
+    timers: Mutex<BTreeSet<(u64, ConversationKey)>>,
+    outbox: Mutex<Outbox>,
+    conversations: AtomicUsize,
+    ttl_ms: u64,
+    max_conversations: usize,
+}
+
+/// A poisoned lock only means another thread panicked mid-update; the maps stay usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl MemoryStore {
+    pub fn new(ttl_ms: u64, max_conversations: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            timers: Mutex::default(),
+            outbox: Mutex::default(),
+            conversations: AtomicUsize::new(0),
+            ttl_ms,
+            max_conversations,
+        }
+    }
+
+    fn shard(&self, key: &ConversationKey) -> &Mutex<HashMap<ConversationKey, Entry>> {
+        let index = self.hasher.hash_one(key) as usize % SHARDS;
+        &self.shards[index]
+    }
+
+    fn move_timer(&self, key: &ConversationKey, old: Option<u64>, new: Option<u64>) {
+        if old == new {
+            return;
+        }
+        let mut timers = lock(&self.timers);
+        if let Some(due) = old {
+            timers.remove(&(due, key.clone()));
+        }
+        if let Some(due) = new {
+            timers.insert((due, key.clone()));
+        }
+    }
+
+    fn enqueue(&self, deliveries: Vec<Delivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let mut outbox = lock(&self.outbox);
+        for delivery in deliveries {
+            outbox
+                .waiting
+                .insert((delivery.next_attempt_at_ms, delivery.id.clone()), delivery);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn update(
+        &self,
+        key: &ConversationKey,
+        now_ms: u64,
+        transition: &mut TransitionFn<'_>,
+    ) -> Result<(), StoreError> {
+        let mut shard = lock(self.shard(key));
+        let current = shard
+            .get(key)
+            .filter(|entry| entry.expires_at_ms > now_ms)
+            .map(|entry| entry.state.clone());
+        let old_wake = current.as_ref().and_then(ConversationState::wake_at_ms);
+        let is_new = !shard.contains_key(key);
+        if is_new && self.conversations.load(Ordering::Relaxed) >= self.max_conversations {
+            return Err(StoreError::Full(self.max_conversations));
+        }
+        let Some(Transition { state, ends }) = transition(current) else {
+            return Ok(());
+        };
+        self.move_timer(key, old_wake, state.wake_at_ms());
+        self.enqueue(ends.into_iter().map(|n| Delivery::new(n, now_ms)).collect());
+        let entry = Entry {
+            state,
+            expires_at_ms: now_ms.saturating_add(self.ttl_ms),
+        };
+        if shard.insert(key.clone(), entry).is_none() {
+            self.conversations.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn load(&self, key: &ConversationKey) -> Result<Option<ConversationState>, StoreError> {
+        Ok(lock(self.shard(key)).get(key).map(|e| e.state.clone()))
+    }
+
+    async fn due_timers(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<ConversationKey>, StoreError> {
+        let mut timers = lock(&self.timers);
+        let mut due = Vec::new();
+        while due.len() < limit {
+            match timers.first() {
+                Some((at, _)) if *at <= now_ms => {
+                    let (_, key) = timers.pop_first().expect("first exists");
+                    due.push(key);
+                }
+                _ => break,
+            }
+        }
+        Ok(due)
+    }
+
+    async fn next_timer_at(&self) -> Result<Option<u64>, StoreError> {
+        Ok(lock(&self.timers).first().map(|(at, _)| *at))
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        _lease_ms: u64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        // One process: a claim cannot be orphaned, so no lease is needed here.
+        let mut outbox = lock(&self.outbox);
+        let mut claimed = Vec::new();
+        while claimed.len() < limit {
+            match outbox.waiting.first_key_value() {
+                Some(((at, _), _)) if *at <= now_ms => {
+                    let (_, delivery) = outbox.waiting.pop_first().expect("first exists");
+                    outbox
+                        .in_flight
+                        .insert(delivery.id.clone(), delivery.clone());
+                    claimed.push(delivery);
+                }
+                _ => break,
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn next_delivery_at(&self) -> Result<Option<u64>, StoreError> {
+        Ok(lock(&self.outbox)
+            .waiting
+            .first_key_value()
+            .map(|((at, _), _)| *at))
+    }
+
+    async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<(), StoreError> {
+        let mut outbox = lock(&self.outbox);
+        outbox.in_flight.remove(&delivery.id);
+        let mut next = delivery.clone();
+        next.attempts += 1;
+        match settlement {
+            Settlement::Done => {}
+            Settlement::Retry {
+                next_attempt_at_ms,
+                error,
+            } => {
+                next.next_attempt_at_ms = next_attempt_at_ms;
+                next.last_error = Some(error);
+                outbox
+                    .waiting
+                    .insert((next_attempt_at_ms, next.id.clone()), next);
+            }
+            Settlement::DeadLetter { error } => {
+                next.last_error = Some(error);
+                outbox.dead.push(next);
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        Ok(lock(&self.outbox)
+            .dead
+            .iter()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let outbox = lock(&self.outbox);
+        Ok(StoreCounts {
+            conversations: self.conversations.load(Ordering::Relaxed),
+            open_windows: lock(&self.timers).len(),
+            outbox: outbox.waiting.len() + outbox.in_flight.len(),
+            dead_letters: outbox.dead.len(),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn evict_expired(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let mut evicted = 0;
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            let before = shard.len();
+            shard.retain(|key, entry| {
+                let keep = entry.expires_at_ms > now_ms;
+                if !keep {
+                    if let Some(due) = entry.state.wake_at_ms() {
+                        lock(&self.timers).remove(&(due, key.clone()));
+                    }
+                }
+                keep
+            });
+            evicted += before - shard.len();
+        }
+        self.conversations.fetch_sub(evicted, Ordering::Relaxed);
+        Ok(evicted)
+    }
+}

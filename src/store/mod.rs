@@ -1,0 +1,130 @@
+//! Where conversation state, grace-window timers and the outbox of ends to deliver live.
+//!
+//! The trait is small on purpose: the rules stay in the engine, and a store only has to commit a
+//! conversation's new state, its timer and its ends together.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::engine::{ConversationState, EndNotice};
+use crate::genesys::ConversationKey;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// What a transition asks the store to commit.
+#[derive(Debug)]
+pub struct Transition {
+    pub state: ConversationState,
+    /// Ends to put in the outbox, in the same commit as the state.
+    pub ends: Vec<EndNotice>,
+}
+
+/// Computes the next state from the current one (`None`: unknown conversation). It must be pure:
+/// a store may run it again after a conflicting write. Returning `None` writes nothing.
+pub type TransitionFn<'a> = dyn FnMut(Option<ConversationState>) -> Option<Transition> + Send + 'a;
+
+/// An end waiting in the outbox, or kept as a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The idempotency key: one delivery per conversation episode.
+    pub id: String,
+    pub notice: EndNotice,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub created_at_ms: u64,
+    pub next_attempt_at_ms: u64,
+    pub last_error: Option<String>,
+}
+
+impl Delivery {
+    pub fn new(notice: EndNotice, now_ms: u64) -> Self {
+        Self {
+            id: notice.idempotency_key(),
+            notice,
+            attempts: 0,
+            created_at_ms: now_ms,
+            next_attempt_at_ms: now_ms,
+            last_error: None,
+        }
+    }
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Cognigy accepted it, or has no such handover (404): done either way.
+    Done,
+    Retry {
+        next_attempt_at_ms: u64,
+        error: String,
+    },
+    DeadLetter {
+        error: String,
+    },
+}
+
+/// Sizes an operator and the shutdown drain look at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreCounts {
+    pub conversations: usize,
+    pub open_windows: usize,
+    pub outbox: usize,
+    pub dead_letters: usize,
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    #[error("state store is full ({0} conversations)")]
+    Full(usize),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Runs `transition` on the conversation's state and commits the result atomically: state,
+    /// its wake-up time, and its ends into the outbox. One conversation's updates are serialised.
+    async fn update(
+        &self,
+        key: &ConversationKey,
+        now_ms: u64,
+        transition: &mut TransitionFn<'_>,
+    ) -> Result<(), StoreError>;
+
+    async fn load(&self, key: &ConversationKey) -> Result<Option<ConversationState>, StoreError>;
+
+    /// Conversations whose grace window is due, claimed by this caller.
+    async fn due_timers(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<ConversationKey>, StoreError>;
+
+    /// When the earliest grace window closes.
+    async fn next_timer_at(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Deliveries due at `now_ms`, leased to this caller for `lease_ms`.
+    async fn claim_deliveries(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease_ms: u64,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// When the earliest waiting delivery is due.
+    async fn next_delivery_at(&self) -> Result<Option<u64>, StoreError>;
+
+    async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<(), StoreError>;
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError>;
+
+    /// Cheap check that the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Forgets conversations idle past their lifetime; returns how many.
+    async fn evict_expired(&self, now_ms: u64) -> Result<usize, StoreError>;
+}
