@@ -31,7 +31,15 @@ pub struct Cli {
     pub api_key_previous: Option<String>,
 
     /// Forward ends to Cognigy; otherwise shadow mode: decide and log, send nothing.
-    #[arg(long, env = FORWARD_FLAG_ENV, default_value = "false", value_parser = BoolishValueParser::new())]
+    #[arg(
+        long,
+        env = FORWARD_FLAG_ENV,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
     pub forward: bool,
 
     /// Target of the handover-ended call; may contain {organisationId}.
