@@ -16,13 +16,22 @@ fn key(conversation: &str) -> ConversationKey {
 }
 
 /// Applies one event through the store, as the HTTP handler does.
-async fn apply(store: &MemoryStore, engine: Engine, spec: &common::events::Spec, conversation: &str, now: u64) {
+async fn apply(
+    store: &MemoryStore,
+    engine: Engine,
+    spec: &common::events::Spec,
+    conversation: &str,
+    now: u64,
+) {
     let event = spec.event(conversation);
     store
         .update(&event.key, now, &mut |current| {
             let mut state = current.unwrap_or_else(|| Engine::initial_state(&event));
             let applied = engine.apply(&mut state, &event, now);
-            Some(Transition { state, ends: applied.ends })
+            Some(Transition {
+                state,
+                ends: applied.ends,
+            })
         })
         .await
         .expect("memory store accepts");
@@ -34,7 +43,11 @@ async fn rule8_state_is_forgotten_after_the_ttl_without_events() {
     let engine = Engine::new(10_000);
     apply(&store, engine, &start("A", 1), CONVERSATION, 0).await;
     apply(&store, engine, &start("B", 2), CONVERSATION, TTL_MS - 1).await;
-    assert_eq!(store.evict_expired(TTL_MS + 10).await.unwrap(), 0, "an event renewed the lifetime");
+    assert_eq!(
+        store.evict_expired(TTL_MS + 10).await.unwrap(),
+        0,
+        "an event renewed the lifetime"
+    );
     assert_eq!(store.evict_expired(2 * TTL_MS).await.unwrap(), 1);
     assert_eq!(store.load(&key(CONVERSATION)).await.unwrap(), None);
     assert_eq!(store.counts().await.unwrap().conversations, 0);
@@ -83,7 +96,14 @@ async fn many_conversations_at_once_each_end_once() {
     for n in 0..500 {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            apply(&store, engine, &end("A", 1_000, "CLIENT"), &format!("c-{n}"), 5).await;
+            apply(
+                &store,
+                engine,
+                &end("A", 1_000, "CLIENT"),
+                &format!("c-{n}"),
+                5,
+            )
+            .await;
         }));
     }
     for task in tasks {
@@ -103,9 +123,23 @@ async fn many_conversations_at_once_each_end_once() {
 async fn grace_windows_are_due_when_their_time_comes() {
     let store = MemoryStore::new(TTL_MS, 100);
     let engine = Engine::new(10_000);
-    apply(&store, engine, &end("A", 1_000, "CLIENT"), CONVERSATION, 100).await;
+    apply(
+        &store,
+        engine,
+        &end("A", 1_000, "CLIENT"),
+        CONVERSATION,
+        100,
+    )
+    .await;
     assert_eq!(store.next_timer_at().await.unwrap(), Some(10_100));
     assert!(store.due_timers(10_099, 10).await.unwrap().is_empty());
-    assert_eq!(store.due_timers(10_100, 10).await.unwrap(), vec![key(CONVERSATION)]);
-    assert_eq!(store.counts().await.unwrap().open_windows, 0, "a due timer is claimed once");
+    assert_eq!(
+        store.due_timers(10_100, 10).await.unwrap(),
+        vec![key(CONVERSATION)]
+    );
+    assert_eq!(
+        store.counts().await.unwrap().open_windows,
+        0,
+        "a due timer is claimed once"
+    );
 }
