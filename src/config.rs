@@ -12,6 +12,7 @@ use thiserror::Error;
 
 pub const API_KEY_ENV: &str = "GENESYS_EVENTBRIDGE_HANDOVER_API_KEY";
 pub const FORWARD_FLAG_ENV: &str = "FEATURE_USE_GENESYS_OM_HTTP_END_HANDOVER_REQUEST";
+const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
 
 /// Receives Genesys Cloud conversation events from Amazon EventBridge and tells Cognigy.AI when
 /// a handover to human agents has really ended.
@@ -63,7 +64,7 @@ pub struct Cli {
     #[arg(long, env = "HANDOVER_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
 
-    /// `memory`, or a redis:// or rediss:// URL.
+    /// `memory`, or a redis:// or rediss:// URL (redis+unix:// for a local socket).
     #[arg(
         long,
         env = "HANDOVER_STORE",
@@ -117,6 +118,10 @@ pub struct Cli {
     #[arg(long, env = "HANDOVER_MAX_CONVERSATIONS", default_value_t = 1_000_000)]
     pub max_conversations: usize,
 
+    /// Longest wait for one Redis operation before the store counts as unavailable (503), in ms.
+    #[arg(long, env = "HANDOVER_REDIS_TIMEOUT_MS", default_value_t = 1_500)]
+    pub redis_timeout_ms: u64,
+
     /// Timeout of one call to Cognigy, in milliseconds.
     #[arg(long, env = "HANDOVER_COGNIGY_TIMEOUT_MS", default_value_t = 3_000)]
     pub cognigy_timeout_ms: u64,
@@ -141,9 +146,14 @@ pub enum LogFormat {
 }
 
 /// Which store holds the state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum StoreKind {
     Memory,
+    /// The URL may carry a password.
+    Redis {
+        url: SecretString,
+        timeout: Duration,
+    },
 }
 
 /// Where ends go.
@@ -188,8 +198,6 @@ pub enum ConfigError {
     MissingCognigyUrl,
     #[error("HANDOVER_COGNIGY_URL is not an http(s) URL: {0}")]
     InvalidCognigyUrl(String),
-    #[error("HANDOVER_STORE must be `memory`; {0} stores are not supported by this version")]
-    UnsupportedStore(String),
     #[error("HANDOVER_STORE must be `memory` or a redis:// or rediss:// URL")]
     UnknownStore,
     #[error("HANDOVER_MESSAGE_TYPES names no message type")]
@@ -212,9 +220,10 @@ impl Cli {
         let forwarding = self.forwarding()?;
         let store = match self.store.as_str() {
             "memory" => StoreKind::Memory,
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                return Err(ConfigError::UnsupportedStore("Redis".into()));
-            }
+            url if REDIS_SCHEMES.iter().any(|scheme| url.starts_with(scheme)) => StoreKind::Redis {
+                url: SecretString::from(url.to_owned()),
+                timeout: Duration::from_millis(self.redis_timeout_ms),
+            },
             _ => return Err(ConfigError::UnknownStore),
         };
         let message_types: HashSet<String> = self
@@ -239,6 +248,7 @@ impl Cli {
             ("HANDOVER_MAX_IN_FLIGHT", self.max_in_flight as u64),
             ("HANDOVER_MAX_CONVERSATIONS", self.max_conversations as u64),
             ("HANDOVER_COGNIGY_TIMEOUT_MS", self.cognigy_timeout_ms),
+            ("HANDOVER_REDIS_TIMEOUT_MS", self.redis_timeout_ms),
             ("HANDOVER_RETRY_BASE_MS", self.retry_base_ms),
         ] {
             if value == 0 {
@@ -392,6 +402,26 @@ mod tests {
             settings.filter.message_types,
             HashSet::from(["OPEN".to_owned(), "WHATSAPP".to_owned()])
         );
+    }
+
+    #[test]
+    fn store_is_memory_or_a_redis_url() {
+        let redis = cli(&[
+            "--api-key",
+            "k",
+            "--store",
+            "rediss://:pw@redis.example:6380/0",
+        ]);
+        let settings = redis.settings().unwrap();
+        assert!(matches!(settings.store, StoreKind::Redis { .. }));
+        assert!(
+            !format!("{settings:?}").contains(":pw@"),
+            "the Redis password printed"
+        );
+        let error = cli(&["--api-key", "k", "--store", "postgres://x"])
+            .settings()
+            .unwrap_err();
+        assert_eq!(error, ConfigError::UnknownStore);
     }
 
     #[test]

@@ -4,8 +4,9 @@ use crate::config::{Forwarding, Settings, StoreKind};
 use crate::engine::Engine;
 use crate::forward::{CognigyClient, CognigyTarget, DeliveryWorker, Sender};
 use crate::http::{self, ApiKeys, AppState};
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, RedisOptions, RedisStore, Store, StoreError};
 use crate::timers::TimerWorker;
+use secrecy::ExposeSecret;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,8 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 pub enum ServiceError {
     #[error("cannot build the HTTP client for Cognigy: {0}")]
     Client(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("HTTP server failed: {0}")]
     Server(#[from] std::io::Error),
 }
@@ -34,11 +37,18 @@ pub struct Service {
 
 impl Service {
     pub fn build(settings: Settings) -> Result<Self, ServiceError> {
-        let store: Arc<dyn Store> = match settings.store {
+        let store: Arc<dyn Store> = match &settings.store {
             StoreKind::Memory => Arc::new(MemoryStore::new(
                 settings.state_ttl.as_millis() as u64,
                 settings.max_conversations,
             )),
+            StoreKind::Redis { url, timeout } => Arc::new(RedisStore::connect(
+                url.expose_secret(),
+                RedisOptions {
+                    operation_timeout: *timeout,
+                    state_ttl_ms: settings.state_ttl.as_millis() as u64,
+                },
+            )?),
         };
         let sender = match &settings.forwarding {
             Forwarding::Shadow => Sender::Shadow,
@@ -105,6 +115,7 @@ impl Service {
                 store: Arc::clone(&state.store),
                 sender: Arc::clone(&self.sender),
                 policy: self.settings.retry,
+                lease_ms: delivery_lease_ms(&self.settings.forwarding),
                 wake: Arc::clone(&state.delivery_wake),
             }
             .run(stop_rx),
@@ -135,8 +146,21 @@ impl Service {
     }
 }
 
-/// Waits until no grace window is open and the outbox is empty, or the deadline passes.
+/// A claimed delivery outlasts the longest call to Cognigy three times over.
+fn delivery_lease_ms(forwarding: &Forwarding) -> u64 {
+    match forwarding {
+        Forwarding::Shadow => 1_000,
+        Forwarding::Cognigy { timeout, .. } => (timeout.as_millis() as u64 * 3).max(1_000),
+    }
+}
+
+/// Waits until no grace window is open and the outbox is empty, or the deadline passes. A
+/// durable store keeps both for the other replicas (or the next start), so nothing is awaited.
 async fn drain(state: &AppState, deadline: Instant) {
+    if state.store.durable() {
+        tracing::info!("state, grace windows and undelivered ends stay in the shared store");
+        return;
+    }
     loop {
         // Wake the workers in case their sleep would carry them past the deadline.
         state.timer_wake.notify_one();

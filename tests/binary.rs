@@ -3,22 +3,7 @@
 mod common;
 
 use common::app::{EVENTS, KEY, sample};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_handover-receiver");
-
-/// The binary with a clean environment: only what the test sets.
-fn command(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BINARY);
-    command.env_clear();
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command
-}
+use common::process::{Process, command};
 
 #[test]
 fn refuses_to_start_without_the_api_key() {
@@ -73,57 +58,22 @@ fn help_documents_every_setting_with_its_environment_variable() {
     }
 }
 
-/// Reads the child's stdout lines on a thread, so the test can wait for one with a deadline.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_for_line(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &str) -> String {
-    loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("no log line with {needle:?}; saw {seen:#?}"));
-        seen.push(line.clone());
-        if line.contains(needle) {
-            return line;
-        }
-    }
-}
-
 #[tokio::test]
 async fn serves_in_shadow_mode_logs_json_and_drains_on_sigterm() {
-    let mut child = command(&[
+    let mut process = Process::start(&[
         ("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY),
-        ("HANDOVER_LISTEN_ADDR", "127.0.0.1:0"),
         ("HANDOVER_END_GRACE_MS", "300"),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("binary starts");
-    let lines = lines_of(&mut child);
-    let mut seen = Vec::new();
-
-    let shadow = wait_for_line(&lines, &mut seen, "SHADOW MODE");
-    let shadow: serde_json::Value = serde_json::from_str(&shadow).expect("logs are JSON lines");
+    ]);
+    let shadow = process
+        .seen
+        .iter()
+        .find(|l| l.contains("SHADOW MODE"))
+        .expect("announced before listening");
+    let shadow: serde_json::Value = serde_json::from_str(shadow).expect("logs are JSON lines");
     assert_eq!(shadow["level"], "WARN");
-    let listening: serde_json::Value =
-        serde_json::from_str(&wait_for_line(&lines, &mut seen, "\"listening\"")).unwrap();
-    let addr = listening["addr"]
-        .as_str()
-        .expect("the listening line names the address");
 
     let response = reqwest::Client::new()
-        .post(format!("http://{addr}{EVENTS}"))
+        .post(format!("http://{}{EVENTS}", process.addr))
         .header("authorization", KEY)
         .header("content-type", "application/json")
         .body(sample("user-end-client.json"))
@@ -132,7 +82,7 @@ async fn serves_in_shadow_mode_logs_json_and_drains_on_sigterm() {
         .expect("the service answers");
     assert_eq!(response.status().as_u16(), 202);
     let decision: serde_json::Value =
-        serde_json::from_str(&wait_for_line(&lines, &mut seen, "event processed")).unwrap();
+        serde_json::from_str(&process.wait_for_line("event processed")).unwrap();
     assert_eq!(decision["organisationId"], "handover-prod");
     assert_eq!(
         decision["conversationId"],
@@ -146,18 +96,13 @@ async fn serves_in_shadow_mode_logs_json_and_drains_on_sigterm() {
     assert_eq!(decision["decision"], "end_candidate");
 
     // SIGTERM inside the grace window: the end is still decided before the process exits.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    wait_for_line(&lines, &mut seen, "handover ended");
-    wait_for_line(&lines, &mut seen, "drained");
-    let exit = child.wait().expect("the process exits");
+    process.signal("-TERM");
+    process.wait_for_line("handover ended");
+    process.wait_for_line("drained");
+    let exit = process.child.wait().expect("the process exits");
     assert!(exit.success(), "exit status {exit}");
-    while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-        seen.push(line);
-    }
-    let all = seen.join("\n");
-    assert!(!all.contains(KEY), "the API key appeared in the logs");
+    assert!(
+        !process.all_lines().contains(KEY),
+        "the API key appeared in the logs"
+    );
 }

@@ -1,8 +1,9 @@
 //! The service on a real port, a wiremock Cognigy, and conversations posted as EventBridge
-//! delivers them.
+//! delivers them. Every scenario runs on both stores: in memory and on a real redis-server.
 
 mod common;
 
+use common::backend::Backend;
 use common::events::*;
 use common::running::{Running, eventually};
 use common::shuffle::deliveries;
@@ -56,10 +57,21 @@ fn forwarding_with_grace(
     args
 }
 
-async fn start_service(args: &[String]) -> Running {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Running::start(&args).await
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
 }
+
+on_both_stores!(
+    transfer_conversation_out_of_order_with_duplicates_gives_exactly_one_call,
+    retries_503_then_delivers_once_with_the_same_idempotency_key,
+    cognigy_404_is_not_retried,
+    cognigy_401_is_retried_and_never_reaches_eventbridge,
+    undeliverable_end_becomes_a_dead_letter_after_the_give_up_time,
+    shadow_mode_sends_nothing,
+    cognigy_webhook_format_and_organisation_in_the_url,
+    a_reused_conversation_sends_one_call_per_episode,
+    grace_window_closes_without_a_request,
+);
 
 async fn received(server: &MockServer) -> Vec<Request> {
     server.received_requests().await.unwrap_or_default()
@@ -95,10 +107,11 @@ fn transfer_conversation() -> Vec<Spec> {
     ]
 }
 
-#[tokio::test]
-async fn transfer_conversation_out_of_order_with_duplicates_gives_exactly_one_call() {
+async fn transfer_conversation_out_of_order_with_duplicates_gives_exactly_one_call(
+    backend: Backend,
+) {
     let server = cognigy(200).await;
-    let running = start_service(&forwarding(&server, &[])).await;
+    let running = backend.start(&forwarding(&server, &[])).await;
     for delivery in deliveries(&transfer_conversation(), CONVERSATION, 42) {
         let envelope = delivery
             .spec
@@ -150,8 +163,7 @@ async fn transfer_conversation_out_of_order_with_duplicates_gives_exactly_one_ca
     running.shutdown().await;
 }
 
-#[tokio::test]
-async fn retries_503_then_delivers_once_with_the_same_idempotency_key() {
+async fn retries_503_then_delivers_once_with_the_same_idempotency_key(backend: Backend) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "0"))
@@ -164,7 +176,7 @@ async fn retries_503_then_delivers_once_with_the_same_idempotency_key() {
         .with_priority(2)
         .mount(&server)
         .await;
-    let running = start_service(&forwarding(&server, &[])).await;
+    let running = backend.start(&forwarding(&server, &[])).await;
     let (status, body) = running.post_spec(&customer_end(5_000), CONVERSATION).await;
     assert_eq!((status, body["decision"].as_str()), (202, Some("ended")));
 
@@ -191,10 +203,9 @@ async fn retries_503_then_delivers_once_with_the_same_idempotency_key() {
     running.shutdown().await;
 }
 
-#[tokio::test]
-async fn cognigy_404_is_not_retried() {
+async fn cognigy_404_is_not_retried(backend: Backend) {
     let server = cognigy(404).await;
-    let running = start_service(&forwarding(&server, &[])).await;
+    let running = backend.start(&forwarding(&server, &[])).await;
     running.post_spec(&customer_end(5_000), CONVERSATION).await;
     wait_for_requests(&server, 1).await;
     wait_until_idle(&running).await;
@@ -204,10 +215,9 @@ async fn cognigy_404_is_not_retried() {
     running.shutdown().await;
 }
 
-#[tokio::test]
-async fn cognigy_401_is_retried_and_never_reaches_eventbridge() {
+async fn cognigy_401_is_retried_and_never_reaches_eventbridge(backend: Backend) {
     let server = cognigy(401).await;
-    let running = start_service(&forwarding(&server, &[])).await;
+    let running = backend.start(&forwarding(&server, &[])).await;
     let (status, _) = running.post_spec(&customer_end(5_000), CONVERSATION).await;
     assert_eq!(status, 202);
     wait_for_requests(&server, 3).await;
@@ -217,10 +227,11 @@ async fn cognigy_401_is_retried_and_never_reaches_eventbridge() {
     assert_eq!(running.state.store.counts().await.unwrap().outbox, 1);
 }
 
-#[tokio::test]
-async fn undeliverable_end_becomes_a_dead_letter_after_the_give_up_time() {
+async fn undeliverable_end_becomes_a_dead_letter_after_the_give_up_time(backend: Backend) {
     let server = cognigy(500).await;
-    let running = start_service(&forwarding(&server, &["--delivery-give-up-secs", "1"])).await;
+    let running = backend
+        .start(&forwarding(&server, &["--delivery-give-up-secs", "1"]))
+        .await;
     running.post_spec(&customer_end(5_000), CONVERSATION).await;
     eventually(WAIT, "the end is a dead letter", || async {
         running.state.store.counts().await.unwrap().dead_letters == 1
@@ -240,11 +251,12 @@ async fn undeliverable_end_becomes_a_dead_letter_after_the_give_up_time() {
     running.shutdown().await;
 }
 
-#[tokio::test]
-async fn shadow_mode_sends_nothing() {
+async fn shadow_mode_sends_nothing(backend: Backend) {
     let server = cognigy(200).await;
     let url = format!("{}/handover/ended", server.uri());
-    let running = Running::start(&["--cognigy-url", &url, "--end-grace-ms", "100"]).await;
+    let running = backend
+        .start(&strings(&["--cognigy-url", &url, "--end-grace-ms", "100"]))
+        .await;
     for spec in transfer_conversation() {
         running.post_spec(&spec, CONVERSATION).await;
     }
@@ -264,8 +276,7 @@ async fn shadow_mode_sends_nothing() {
     running.shutdown().await;
 }
 
-#[tokio::test]
-async fn cognigy_webhook_format_and_organisation_in_the_url() {
+async fn cognigy_webhook_format_and_organisation_in_the_url(backend: Backend) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(format!("/{ORG}/handover")))
@@ -273,17 +284,18 @@ async fn cognigy_webhook_format_and_organisation_in_the_url() {
         .mount(&server)
         .await;
     let url = format!("{}/{{organisationId}}/handover", server.uri());
-    let running = Running::start(&[
-        "--forward",
-        "true",
-        "--cognigy-url",
-        &url,
-        "--forward-format",
-        "cognigy-webhook",
-        "--end-grace-ms",
-        "100",
-    ])
-    .await;
+    let running = backend
+        .start(&strings(&[
+            "--forward",
+            "true",
+            "--cognigy-url",
+            &url,
+            "--forward-format",
+            "cognigy-webhook",
+            "--end-grace-ms",
+            "100",
+        ]))
+        .await;
     running
         .post_spec(&end("A", 9_000, "CLIENT"), CONVERSATION)
         .await;
@@ -304,10 +316,9 @@ async fn cognigy_webhook_format_and_organisation_in_the_url() {
     running.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_reused_conversation_sends_one_call_per_episode() {
+async fn a_reused_conversation_sends_one_call_per_episode(backend: Backend) {
     let server = cognigy(200).await;
-    let running = start_service(&forwarding(&server, &[])).await;
+    let running = backend.start(&forwarding(&server, &[])).await;
     running
         .post_spec(&end("A", 1_000, "CLIENT"), CONVERSATION)
         .await;
@@ -335,10 +346,30 @@ async fn a_reused_conversation_sends_one_call_per_episode() {
     running.shutdown().await;
 }
 
-#[tokio::test]
-async fn shutdown_waits_for_an_open_grace_window_and_delivers_its_end() {
+async fn grace_window_closes_without_a_request(backend: Backend) {
     let server = cognigy(200).await;
-    let running = start_service(&forwarding_with_grace(&server, "700", &[])).await;
+    let running = backend.start(&forwarding(&server, &[])).await;
+    let (_, body) = running
+        .post_spec(&end("A", 9_000, "CLIENT"), CONVERSATION)
+        .await;
+    assert_eq!(body["decision"], "end_candidate");
+    let requests = wait_for_requests(&server, 1).await;
+    let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(
+        (body["reason"].as_str(), body["episode"].as_u64()),
+        (Some("user.end"), Some(1))
+    );
+    running.shutdown().await;
+}
+
+/// With the in-memory store, shutdown waits for open grace windows (Redis keeps them instead).
+#[tokio::test]
+async fn memory_shutdown_waits_for_an_open_grace_window_and_delivers_its_end() {
+    let backend = Backend::memory();
+    let server = cognigy(200).await;
+    let running = backend
+        .start(&forwarding_with_grace(&server, "700", &[]))
+        .await;
     let (_, body) = running
         .post_spec(&end("A", 9_000, "CLIENT"), CONVERSATION)
         .await;

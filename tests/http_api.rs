@@ -368,6 +368,6 @@ async fn samples_in_conversation_order_give_the_documented_effects() {
     let counts = svc.state.store.counts().await.unwrap();
     assert_eq!(
         (counts.conversations, counts.open_windows, counts.outbox),
-        (1, 0, 1)
+        (Some(1), 0, 1)
     );
 }

@@ -14,8 +14,6 @@ use tokio::task::JoinSet;
 const BATCH: usize = 32;
 /// Longest sleep between looks at the outbox (another replica may have added to it).
 const IDLE_POLL: Duration = Duration::from_millis(500);
-/// How long a claimed delivery is ours before another replica may take it over.
-const LEASE_MS: u64 = 30_000;
 
 /// How ends leave the service.
 pub enum Sender {
@@ -28,6 +26,9 @@ pub struct DeliveryWorker {
     pub store: Arc<dyn Store>,
     pub sender: Arc<Sender>,
     pub policy: RetryPolicy,
+    /// How long a claimed delivery is ours before another replica may take it over: longer than
+    /// one call to Cognigy can take.
+    pub lease_ms: u64,
     /// Woken when the outbox gains an entry.
     pub wake: Arc<Notify>,
 }
@@ -37,7 +38,11 @@ impl DeliveryWorker {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut rng = fastrand::Rng::new();
         while !*stop.borrow() {
-            let claimed = match self.store.claim_deliveries(now_ms(), BATCH, LEASE_MS).await {
+            let claimed = match self
+                .store
+                .claim_deliveries(now_ms(), BATCH, self.lease_ms)
+                .await
+            {
                 Ok(claimed) => claimed,
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the outbox; trying again");

@@ -183,24 +183,17 @@ impl Store for MemoryStore {
     async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<(), StoreError> {
         let mut outbox = lock(&self.outbox);
         outbox.in_flight.remove(&delivery.id);
-        let mut next = delivery.clone();
-        next.attempts += 1;
+        let next = delivery.after(&settlement);
         match settlement {
             Settlement::Done => {}
             Settlement::Retry {
-                next_attempt_at_ms,
-                error,
+                next_attempt_at_ms, ..
             } => {
-                next.next_attempt_at_ms = next_attempt_at_ms;
-                next.last_error = Some(error);
                 outbox
                     .waiting
                     .insert((next_attempt_at_ms, next.id.clone()), next);
             }
-            Settlement::DeadLetter { error } => {
-                next.last_error = Some(error);
-                outbox.dead.push(next);
-            }
+            Settlement::DeadLetter { .. } => outbox.dead.push(next),
         }
         Ok(())
     }
@@ -217,7 +210,7 @@ impl Store for MemoryStore {
     async fn counts(&self) -> Result<StoreCounts, StoreError> {
         let outbox = lock(&self.outbox);
         Ok(StoreCounts {
-            conversations: self.conversations.load(Ordering::Relaxed),
+            conversations: Some(self.conversations.load(Ordering::Relaxed)),
             open_windows: lock(&self.timers).len(),
             outbox: outbox.waiting.len() + outbox.in_flight.len(),
             dead_letters: outbox.dead.len(),
@@ -246,5 +239,9 @@ impl Store for MemoryStore {
         }
         self.conversations.fetch_sub(evicted, Ordering::Relaxed);
         Ok(evicted)
+    }
+
+    fn durable(&self) -> bool {
+        false
     }
 }

@@ -4,8 +4,11 @@
 //! conversation's new state, its timer and its ends together.
 
 mod memory;
+mod redis;
+mod redis_scripts;
 
 pub use memory::MemoryStore;
+pub use redis::{RedisOptions, RedisStore};
 
 use crate::engine::{ConversationState, EndNotice};
 use crate::genesys::ConversationKey;
@@ -51,6 +54,26 @@ impl Delivery {
     }
 }
 
+impl Delivery {
+    /// This delivery as it stands after one more attempt that ended in `settlement`.
+    pub fn after(&self, settlement: &Settlement) -> Delivery {
+        let mut next = self.clone();
+        next.attempts += 1;
+        match settlement {
+            Settlement::Done => {}
+            Settlement::Retry {
+                next_attempt_at_ms,
+                error,
+            } => {
+                next.next_attempt_at_ms = *next_attempt_at_ms;
+                next.last_error = Some(error.clone());
+            }
+            Settlement::DeadLetter { error } => next.last_error = Some(error.clone()),
+        }
+        next
+    }
+}
+
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
@@ -68,7 +91,8 @@ pub enum Settlement {
 /// Sizes an operator and the shutdown drain look at.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StoreCounts {
-    pub conversations: usize,
+    /// Tracked conversations, where the store can count them cheaply (not Redis).
+    pub conversations: Option<usize>,
     pub open_windows: usize,
     pub outbox: usize,
     pub dead_letters: usize,
@@ -127,4 +151,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets conversations idle past their lifetime; returns how many.
     async fn evict_expired(&self, now_ms: u64) -> Result<usize, StoreError>;
+
+    /// Whether state, timers and the outbox survive the process (then shutdown need not wait).
+    fn durable(&self) -> bool;
 }

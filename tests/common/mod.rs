@@ -2,8 +2,11 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod backend;
 pub mod events;
 pub mod harness;
+pub mod process;
+pub mod redis_server;
 pub mod running;
 pub mod shuffle;
 pub mod vectors;

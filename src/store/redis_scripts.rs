@@ -1,0 +1,69 @@
+//! The Lua scripts of the Redis store. They only move data atomically (compare-and-set, claims
+//! with a lease, settlement); every decision rule stays in the Rust engine.
+
+/// KEYS: state, timers, outbox, deliveries.
+/// ARGV: expected version ("0": absent), state JSON, TTL ms, timer member, wake-up ms ("" for
+/// none), then (delivery id, delivery JSON, due ms) triples.
+/// Returns 1 when committed, 0 when another writer got there first.
+pub const COMMIT: &str = r#"
+local version = redis.call('HGET', KEYS[1], 'v') or '0'
+if version ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', tostring(tonumber(version) + 1), 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[5] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[4])
+else
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+end
+for i = 6, #ARGV, 3 do
+  if redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('ZADD', KEYS[3], ARGV[i + 2], ARGV[i])
+  end
+end
+return 1
+"#;
+
+/// KEYS: timers. ARGV: now ms, lease-until ms, limit.
+/// Returns the due members, each pushed to lease-until so that no other replica takes it meanwhile.
+pub const CLAIM_TIMERS: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[2], member)
+end
+return due
+"#;
+
+/// KEYS: outbox, deliveries. ARGV: now ms, lease-until ms, limit.
+/// Returns the JSON of the due deliveries, leased like timers.
+pub const CLAIM_DELIVERIES: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local claimed = {}
+for _, id in ipairs(due) do
+  local json = redis.call('HGET', KEYS[2], id)
+  if json then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    table.insert(claimed, json)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return claimed
+"#;
+
+/// KEYS: outbox, deliveries, dead. ARGV: id, outcome (done | retry | dead), delivery JSON, next
+/// attempt ms, dead-letter TTL ms. A delivery another replica already settled stays settled.
+pub const SETTLE: &str = r#"
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+if ARGV[2] == 'retry' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  return 1
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if ARGV[2] == 'dead' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
+return 1
+"#;

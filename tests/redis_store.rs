@@ -1,0 +1,219 @@
+//! The Redis store against a real redis-server: atomic decisions across replicas, exactly one
+//! call per end, Redis going away and coming back, memory per conversation, expiry.
+
+mod common;
+
+use common::app::KEY;
+use common::events::*;
+use common::redis_server::RedisServer;
+use common::running::{Running, eventually};
+use common::shuffle::deliveries;
+use handover_receiver::engine::Engine;
+use handover_receiver::genesys::ConversationKey;
+use handover_receiver::store::{RedisOptions, RedisStore, Store, Transition};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(&server.url(), RedisOptions::default()).expect("store connects")
+}
+
+async fn apply(store: &RedisStore, spec: &Spec, conversation: &str, now: u64) {
+    let engine = Engine::new(10_000);
+    let event = spec.event(conversation);
+    store
+        .update(&event.key, now, &mut |current| {
+            let mut state = current.unwrap_or_else(|| Engine::initial_state(&event));
+            let applied = engine.apply(&mut state, &event, now);
+            Some(Transition {
+                state,
+                ends: applied.ends,
+            })
+        })
+        .await
+        .expect("redis store accepts");
+}
+
+#[tokio::test]
+async fn concurrent_updates_from_two_replicas_never_overwrite_each_other() {
+    let server = RedisServer::start();
+    let replicas = [Arc::new(store(&server)), Arc::new(store(&server))];
+    let mut tasks = Vec::new();
+    for leg in 0..64 {
+        let replica = Arc::clone(&replicas[leg % 2]);
+        tasks.push(tokio::spawn(async move {
+            apply(
+                &replica,
+                &start(&format!("L{leg}"), 1_000 + leg as i64),
+                "shared",
+                5,
+            )
+            .await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let state = replicas[0]
+        .load(&ConversationKey::new(ORG, "shared"))
+        .await
+        .unwrap()
+        .expect("state is stored");
+    assert_eq!(state.legs.len(), 64, "a concurrent update was lost");
+}
+
+fn conversation(n: usize) -> Vec<Spec> {
+    let mut events = vec![
+        start("A", 1_000),
+        end("A", 60_000, "TRANSFER"),
+        acw("A", 63_500),
+    ];
+    if n % 3 == 0 {
+        events.push(start("X", 61_000));
+        events.push(reject("X", 65_000, "NO_ANSWER_TRANSFER"));
+    }
+    events.extend([
+        start("B", 66_000),
+        end("B", 120_000, "CLIENT"),
+        acw("B", 121_000),
+    ]);
+    if n % 2 == 0 {
+        events.push(customer_end(120_015));
+    }
+    events
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_redis_send_exactly_one_call_per_conversation() {
+    const CONVERSATIONS: usize = 300;
+    let server = RedisServer::start();
+    let cognigy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&cognigy)
+        .await;
+    let url = format!("{}/ended", cognigy.uri());
+    let args = [
+        "--store",
+        &server.url(),
+        "--forward",
+        "true",
+        "--cognigy-url",
+        &url,
+        "--end-grace-ms",
+        "500",
+        "--retry-base-ms",
+        "50",
+    ];
+    let replicas = Arc::new([Running::start(&args).await, Running::start(&args).await]);
+
+    // Every conversation's events, shuffled with duplicates, then interleaved across
+    // conversations and split at random between the replicas.
+    let mut rng = fastrand::Rng::with_seed(2026);
+    let mut posts: Vec<(usize, serde_json::Value)> = Vec::new();
+    for n in 0..CONVERSATIONS {
+        let id = format!("conversation-{n:04}");
+        for delivery in deliveries(&conversation(n), &id, n as u64 + 1) {
+            posts.push((
+                rng.usize(0..2),
+                delivery.spec.envelope_with_id(&id, &delivery.envelope_id),
+            ));
+        }
+    }
+    rng.shuffle(&mut posts);
+    let total = posts.len();
+    let mut lanes: Vec<Vec<_>> = (0..8).map(|_| Vec::new()).collect();
+    for (index, post) in posts.into_iter().enumerate() {
+        lanes[index % 8].push(post);
+    }
+    let mut tasks = Vec::new();
+    for lane in lanes {
+        let replicas = Arc::clone(&replicas);
+        tasks.push(tokio::spawn(async move {
+            for (replica, event) in lane {
+                let (status, body) = replicas[replica].post(&event).await;
+                assert!(status == 200 || status == 202, "{status}: {body}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    eventually(WAIT, "every conversation's end was delivered", || async {
+        let counts = replicas[0].state.store.counts().await.unwrap();
+        let requests = cognigy.received_requests().await.unwrap_or_default();
+        counts.open_windows == 0 && counts.outbox == 0 && requests.len() >= CONVERSATIONS
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut calls: HashMap<String, usize> = HashMap::new();
+    for request in cognigy.received_requests().await.unwrap() {
+        let key = request.headers["idempotency-key"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        *calls.entry(key).or_default() += 1;
+    }
+    assert_eq!(calls.len(), CONVERSATIONS, "{total} posts");
+    let repeated: Vec<_> = calls.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "conversations called more than once: {repeated:?}"
+    );
+    assert!(calls.keys().all(|k| k.ends_with(":1")));
+}
+
+#[tokio::test]
+async fn redis_down_gives_503_and_not_ready_then_recovers_by_itself() {
+    let mut server = RedisServer::start();
+    let running = Running::start(&["--store", &server.url(), "--redis-timeout-ms", "300"]).await;
+    let ready = |running: &Running| {
+        let request = running
+            .client
+            .get(format!("{}/readyz", running.base_url))
+            .send();
+        async move { request.await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    assert_eq!(ready(&running).await, 200);
+    assert_eq!(running.post_spec(&start("A", 1_000), "c-1").await.0, 202);
+
+    server.stop();
+    let response = running
+        .client
+        .post(format!("{}/handover/genesysCloudOM", running.base_url))
+        .header("authorization", KEY)
+        .header("content-type", "application/json")
+        .body(start("A", 2_000).envelope("c-2").to_string())
+        .send()
+        .await
+        .expect("the service still answers");
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "store_unavailable");
+    assert_eq!(ready(&running).await, 503);
+    let livez = running
+        .client
+        .get(format!("{}/livez", running.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(livez.status().as_u16(), 200, "the process must stay alive");
+
+    server.restart();
+    eventually(WAIT, "the service is ready again", || async {
+        ready(&running).await == 200
+    })
+    .await;
+    eventually(WAIT, "events are accepted again", || async {
+        running.post_spec(&start("A", 2_000), "c-2").await.0 == 202
+    })
+    .await;
+    running.shutdown().await;
+}
