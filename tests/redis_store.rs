@@ -217,3 +217,69 @@ async fn redis_down_gives_503_and_not_ready_then_recovers_by_itself() {
     .await;
     running.shutdown().await;
 }
+
+/// Runs a realistic mix of conversations through the store to completion (grace windows closed,
+/// ends delivered), then measures Redis' memory per conversation and checks that every key left
+/// expires. The figure is printed for the README (`cargo test --test redis_store -- --nocapture`).
+#[tokio::test]
+async fn conversation_state_stays_small_and_every_key_expires() {
+    const CONVERSATIONS: usize = 200;
+    let server = RedisServer::start();
+    let store = store(&server);
+    let engine = Engine::new(10_000);
+    let now = 1_700_000_000_000;
+    for n in 0..CONVERSATIONS {
+        let id = format!("8a1b2c3d-4e5f-4a6b-9c7d-{n:012}");
+        for spec in conversation(n) {
+            apply(&store, &spec, &id, now).await;
+        }
+    }
+    let later = now + 10_001;
+    for key in store.due_timers(later, 1_000).await.unwrap() {
+        store
+            .update(&key, later, &mut |current| {
+                let mut state = current?;
+                let ends = engine.tick(&mut state, &key, later);
+                Some(Transition { state, ends })
+            })
+            .await
+            .unwrap();
+    }
+    let deliveries = store.claim_deliveries(later, 1_000, 1_000).await.unwrap();
+    assert_eq!(
+        deliveries.len(),
+        CONVERSATIONS,
+        "every conversation ended once"
+    );
+    for delivery in &deliveries {
+        store
+            .settle(delivery, handover_receiver::store::Settlement::Done)
+            .await
+            .unwrap();
+    }
+
+    let mut connection = server.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut connection).unwrap();
+    assert_eq!(
+        keys.len(),
+        CONVERSATIONS,
+        "only the conversations' state is left: {keys:?}"
+    );
+    let mut bytes = 0usize;
+    for key in &keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut connection).unwrap();
+        assert!(ttl > 0, "{key} does not expire");
+        let usage: usize = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .query(&mut connection)
+            .unwrap();
+        bytes += usage;
+    }
+    let per_conversation = bytes / CONVERSATIONS;
+    println!("Redis MEMORY USAGE per ended conversation: {per_conversation} bytes");
+    assert!(
+        per_conversation < 2_048,
+        "{per_conversation} bytes per conversation"
+    );
+}
