@@ -118,6 +118,18 @@ pub struct Cli {
     #[arg(long, env = "HANDOVER_MAX_CONVERSATIONS", default_value_t = 1_000_000)]
     pub max_conversations: usize,
 
+    /// HANDOVER_STORE names Redis Cluster seed nodes (comma-separated URLs).
+    #[arg(
+        long,
+        env = "HANDOVER_REDIS_CLUSTER",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub redis_cluster: bool,
+
     /// Longest wait for one Redis operation before the store counts as unavailable (503), in ms.
     #[arg(long, env = "HANDOVER_REDIS_TIMEOUT_MS", default_value_t = 1_500)]
     pub redis_timeout_ms: u64,
@@ -150,8 +162,10 @@ pub enum LogFormat {
 pub enum StoreKind {
     Memory,
     /// The URL may carry a password.
+    /// The URL may carry a password; with `cluster`, it is a comma-separated list of seeds.
     Redis {
         url: SecretString,
+        cluster: bool,
         timeout: Duration,
     },
 }
@@ -222,6 +236,7 @@ impl Cli {
             "memory" => StoreKind::Memory,
             url if REDIS_SCHEMES.iter().any(|scheme| url.starts_with(scheme)) => StoreKind::Redis {
                 url: SecretString::from(url.to_owned()),
+                cluster: self.redis_cluster,
                 timeout: Duration::from_millis(self.redis_timeout_ms),
             },
             _ => return Err(ConfigError::UnknownStore),

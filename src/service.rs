@@ -4,7 +4,7 @@ use crate::config::{Forwarding, Settings, StoreKind};
 use crate::engine::Engine;
 use crate::forward::{CognigyClient, CognigyTarget, DeliveryWorker, Sender};
 use crate::http::{self, ApiKeys, AppState};
-use crate::store::{MemoryStore, RedisOptions, RedisStore, Store, StoreError};
+use crate::store::{MemoryStore, RedisOptions, RedisStore, RedisTarget, Store, StoreError};
 use crate::timers::TimerWorker;
 use secrecy::ExposeSecret;
 use std::future::Future;
@@ -42,13 +42,23 @@ impl Service {
                 settings.state_ttl.as_millis() as u64,
                 settings.max_conversations,
             )),
-            StoreKind::Redis { url, timeout } => Arc::new(RedisStore::connect(
-                url.expose_secret(),
-                RedisOptions {
+            StoreKind::Redis {
+                url,
+                cluster,
+                timeout,
+            } => {
+                let url = url.expose_secret();
+                let target = if *cluster {
+                    RedisTarget::Cluster(url.split(',').map(|u| u.trim().to_owned()).collect())
+                } else {
+                    RedisTarget::Single(url.to_owned())
+                };
+                let options = RedisOptions {
                     operation_timeout: *timeout,
                     state_ttl_ms: settings.state_ttl.as_millis() as u64,
-                },
-            )?),
+                };
+                Arc::new(RedisStore::connect(&target, options)?)
+            }
         };
         let sender = match &settings.forwarding {
             Forwarding::Shadow => Sender::Shadow,

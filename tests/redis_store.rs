@@ -5,12 +5,12 @@ mod common;
 
 use common::app::KEY;
 use common::events::*;
-use common::redis_server::RedisServer;
+use common::redis_server::{RedisCluster, RedisServer};
 use common::running::{Running, eventually};
 use common::shuffle::deliveries;
 use handover_receiver::engine::Engine;
 use handover_receiver::genesys::ConversationKey;
-use handover_receiver::store::{RedisOptions, RedisStore, Store, Transition};
+use handover_receiver::store::{RedisOptions, RedisStore, RedisTarget, Store, Transition};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn store(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(&server.url(), RedisOptions::default()).expect("store connects")
+    RedisStore::connect(&RedisTarget::Single(server.url()), RedisOptions::default())
+        .expect("store connects")
 }
 
 async fn apply(store: &RedisStore, spec: &Spec, conversation: &str, now: u64) {
@@ -90,17 +91,33 @@ fn conversation(n: usize) -> Vec<Spec> {
 
 #[tokio::test]
 async fn two_replicas_on_one_redis_send_exactly_one_call_per_conversation() {
-    const CONVERSATIONS: usize = 300;
     let server = RedisServer::start();
+    two_replicas_send_one_call_per_conversation(&["--store", &server.url()], 300).await;
+}
+
+#[tokio::test]
+async fn two_replicas_on_a_redis_cluster_send_exactly_one_call_per_conversation() {
+    let cluster = RedisCluster::start();
+    let store = ["--store", &cluster.url(), "--redis-cluster", "true"];
+    two_replicas_send_one_call_per_conversation(&store, 120).await;
+    let keys = cluster.keys_per_node();
+    assert!(
+        keys.iter().all(|n| *n > 0),
+        "conversations did not spread over the nodes: {keys:?}"
+    );
+}
+
+/// Conversations with transfers, posted in random order with duplicates, split at random between
+/// two replicas on the given store: every conversation gets exactly one call.
+async fn two_replicas_send_one_call_per_conversation(store: &[&str], conversations: usize) {
     let cognigy = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200))
         .mount(&cognigy)
         .await;
     let url = format!("{}/ended", cognigy.uri());
-    let args = [
-        "--store",
-        &server.url(),
+    let mut args = store.to_vec();
+    args.extend([
         "--forward",
         "true",
         "--cognigy-url",
@@ -109,14 +126,14 @@ async fn two_replicas_on_one_redis_send_exactly_one_call_per_conversation() {
         "500",
         "--retry-base-ms",
         "50",
-    ];
+    ]);
     let replicas = Arc::new([Running::start(&args).await, Running::start(&args).await]);
 
     // Every conversation's events, shuffled with duplicates, then interleaved across
     // conversations and split at random between the replicas.
     let mut rng = fastrand::Rng::with_seed(2026);
     let mut posts: Vec<(usize, serde_json::Value)> = Vec::new();
-    for n in 0..CONVERSATIONS {
+    for n in 0..conversations {
         let id = format!("conversation-{n:04}");
         for delivery in deliveries(&conversation(n), &id, n as u64 + 1) {
             posts.push((
@@ -148,7 +165,7 @@ async fn two_replicas_on_one_redis_send_exactly_one_call_per_conversation() {
     eventually(WAIT, "every conversation's end was delivered", || async {
         let counts = replicas[0].state.store.counts().await.unwrap();
         let requests = cognigy.received_requests().await.unwrap_or_default();
-        counts.open_windows == 0 && counts.outbox == 0 && requests.len() >= CONVERSATIONS
+        counts.open_windows == 0 && counts.outbox == 0 && requests.len() >= conversations
     })
     .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -160,7 +177,7 @@ async fn two_replicas_on_one_redis_send_exactly_one_call_per_conversation() {
             .to_owned();
         *calls.entry(key).or_default() += 1;
     }
-    assert_eq!(calls.len(), CONVERSATIONS, "{total} posts");
+    assert_eq!(calls.len(), conversations, "{total} posts");
     let repeated: Vec<_> = calls.iter().filter(|(_, n)| **n != 1).collect();
     assert!(
         repeated.is_empty(),

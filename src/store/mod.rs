@@ -5,10 +5,12 @@
 
 mod memory;
 mod redis;
+mod redis_connection;
 mod redis_scripts;
 
 pub use memory::MemoryStore;
 pub use redis::{RedisOptions, RedisStore};
+pub use redis_connection::RedisTarget;
 
 use crate::engine::{ConversationState, EndNotice};
 use crate::genesys::ConversationKey;

@@ -17,13 +17,13 @@
 //! pushing their score to the end of a lease: a replica that dies mid-way loses its claim when the
 //! lease runs out, and another replica takes the work over.
 
+use super::redis_connection::{Connection, Connector, RedisTarget};
 use super::redis_scripts;
 use super::{Delivery, Settlement, Store, StoreCounts, StoreError, Transition, TransitionFn};
 use crate::engine::{ConversationState, fingerprint};
 use crate::genesys::ConversationKey;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Script};
+use redis::Script;
 use std::future::Future;
 use std::time::Duration;
 
@@ -63,7 +63,7 @@ struct Scripts {
 }
 
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connector: Connector,
     scripts: Scripts,
     options: RedisOptions,
     local: Box<[tokio::sync::Mutex<()>]>,
@@ -129,22 +129,16 @@ fn member(key: &ConversationKey) -> String {
 impl RedisStore {
     /// Connects lazily: the service starts while Redis is down, reports not ready, answers 503,
     /// and recovers by itself when Redis returns.
-    pub fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| {
+    pub fn connect(target: &RedisTarget, options: RedisOptions) -> Result<Self, StoreError> {
+        // The error names the kind of problem only: the URL may carry a password.
+        let connector = Connector::new(target, options.operation_timeout).map_err(|e| {
             StoreError::Unavailable(format!(
                 "HANDOVER_STORE is not a valid Redis URL ({:?})",
                 e.kind()
             ))
         })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.operation_timeout))
-            .set_response_timeout(Some(options.operation_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
         Ok(Self {
-            connection,
+            connector,
             scripts: Scripts {
                 commit: Script::new(redis_scripts::COMMIT),
                 claim_timers: Script::new(redis_scripts::CLAIM_TIMERS),
@@ -158,12 +152,14 @@ impl RedisStore {
         })
     }
 
-    /// Runs one Redis operation within the operation timeout.
-    async fn run<T>(
-        &self,
-        operation: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.options.operation_timeout, operation).await {
+    /// Runs one Redis operation, connection included, within the operation timeout.
+    async fn run<T, F, Fut>(&self, operation: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let work = async { operation(self.connector.get().await?).await };
+        match tokio::time::timeout(self.options.operation_timeout, work).await {
             Ok(result) => result.map_err(unavailable),
             Err(_) => Err(StoreError::Unavailable(
                 "Redis did not answer in time".into(),
@@ -175,15 +171,15 @@ impl RedisStore {
         &self,
         state_key: &str,
     ) -> Result<(String, Option<ConversationState>), StoreError> {
-        let mut connection = self.connection.clone();
         let (version, json): (Option<String>, Option<String>) = self
-            .run(
+            .run(|mut c| async move {
                 redis::cmd("HMGET")
                     .arg(state_key)
                     .arg("v")
                     .arg("s")
-                    .query_async(&mut connection),
-            )
+                    .query_async(&mut c)
+                    .await
+            })
             .await?;
         let state = match json {
             Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
@@ -218,9 +214,15 @@ impl Store for RedisStore {
             let Some(Transition { state, ends }) = transition(current) else {
                 if was_absent {
                     // A timer can outlive its conversation's state (TTL): drop it.
-                    let mut connection = self.connection.clone();
-                    let _: () = self
-                        .run(connection.zrem(bucket.timers(), member(key)))
+                    let (timers, member) = (bucket.timers(), member(key));
+                    let _: i64 = self
+                        .run(|mut c| async move {
+                            redis::cmd("ZREM")
+                                .arg(timers)
+                                .arg(member)
+                                .query_async(&mut c)
+                                .await
+                        })
                         .await?;
                 }
                 return Ok(());
@@ -248,8 +250,9 @@ impl Store for RedisStore {
                     .arg(serde_json::to_string(&delivery).map_err(unavailable)?)
                     .arg(delivery.next_attempt_at_ms);
             }
-            let mut connection = self.connection.clone();
-            let committed: i64 = self.run(invocation.invoke_async(&mut connection)).await?;
+            let committed: i64 = self
+                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+                .await?;
             if committed == 1 {
                 return Ok(());
             }
@@ -273,17 +276,14 @@ impl Store for RedisStore {
             if due.len() >= limit {
                 break;
             }
-            let mut connection = self.connection.clone();
+            let mut claim = self.scripts.claim_timers.prepare_invoke();
+            claim
+                .key(bucket.timers())
+                .arg(now_ms)
+                .arg(now_ms + TIMER_LEASE_MS)
+                .arg(limit - due.len());
             let members: Vec<String> = self
-                .run(
-                    self.scripts
-                        .claim_timers
-                        .key(bucket.timers())
-                        .arg(now_ms)
-                        .arg(now_ms + TIMER_LEASE_MS)
-                        .arg(limit - due.len())
-                        .invoke_async(&mut connection),
-                )
+                .run(|mut c| async move { claim.invoke_async(&mut c).await })
                 .await?;
             due.extend(
                 members
@@ -309,18 +309,15 @@ impl Store for RedisStore {
             if claimed.len() >= limit {
                 break;
             }
-            let mut connection = self.connection.clone();
+            let mut claim = self.scripts.claim_deliveries.prepare_invoke();
+            claim
+                .key(bucket.outbox())
+                .key(bucket.deliveries())
+                .arg(now_ms)
+                .arg(now_ms + lease_ms)
+                .arg(limit - claimed.len());
             let items: Vec<String> = self
-                .run(
-                    self.scripts
-                        .claim_deliveries
-                        .key(bucket.outbox())
-                        .key(bucket.deliveries())
-                        .arg(now_ms)
-                        .arg(now_ms + lease_ms)
-                        .arg(limit - claimed.len())
-                        .invoke_async(&mut connection),
-                )
+                .run(|mut c| async move { claim.invoke_async(&mut c).await })
                 .await?;
             for item in items {
                 match serde_json::from_str::<Delivery>(&item) {
@@ -346,21 +343,18 @@ impl Store for RedisStore {
             } => ("retry", *next_attempt_at_ms),
             Settlement::DeadLetter { .. } => ("dead", 0),
         };
-        let mut connection = self.connection.clone();
+        let mut settle = self.scripts.settle.prepare_invoke();
+        settle
+            .key(bucket.outbox())
+            .key(bucket.deliveries())
+            .key(bucket.dead())
+            .arg(&delivery.id)
+            .arg(outcome)
+            .arg(serde_json::to_string(&next).map_err(unavailable)?)
+            .arg(next_attempt_at_ms)
+            .arg(DEAD_LETTER_TTL_MS);
         let _: i64 = self
-            .run(
-                self.scripts
-                    .settle
-                    .key(bucket.outbox())
-                    .key(bucket.deliveries())
-                    .key(bucket.dead())
-                    .arg(&delivery.id)
-                    .arg(outcome)
-                    .arg(serde_json::to_string(&next).map_err(unavailable)?)
-                    .arg(next_attempt_at_ms)
-                    .arg(DEAD_LETTER_TTL_MS)
-                    .invoke_async(&mut connection),
-            )
+            .run(|mut c| async move { settle.invoke_async(&mut c).await })
             .await?;
         Ok(())
     }
@@ -368,8 +362,10 @@ impl Store for RedisStore {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         let mut letters = Vec::new();
         for bucket in Bucket::all() {
-            let mut connection = self.connection.clone();
-            let items: Vec<String> = self.run(connection.hvals(bucket.dead())).await?;
+            let dead = bucket.dead();
+            let items: Vec<String> = self
+                .run(|mut c| async move { redis::cmd("HVALS").arg(dead).query_async(&mut c).await })
+                .await?;
             letters.extend(items.iter().filter_map(|i| serde_json::from_str(i).ok()));
         }
         letters.sort_by_key(|d: &Delivery| d.created_at_ms);
@@ -378,27 +374,26 @@ impl Store for RedisStore {
     }
 
     async fn counts(&self) -> Result<StoreCounts, StoreError> {
-        let mut pipe = redis::pipe();
+        let mut counts = StoreCounts::default();
+        // One bucket (one slot) per round trip: a pipeline may not span Cluster slots.
         for bucket in Bucket::all() {
+            let mut pipe = redis::pipe();
             pipe.zcard(bucket.timers())
                 .zcard(bucket.outbox())
                 .hlen(bucket.dead());
+            let (timers, outbox, dead): (usize, usize, usize) = self
+                .run(|mut c| async move { pipe.query_async(&mut c).await })
+                .await?;
+            counts.open_windows += timers;
+            counts.outbox += outbox;
+            counts.dead_letters += dead;
         }
-        let mut connection = self.connection.clone();
-        let sizes: Vec<usize> = self.run(pipe.query_async(&mut connection)).await?;
-        let sum = |offset: usize| sizes.iter().skip(offset).step_by(3).sum();
-        Ok(StoreCounts {
-            conversations: None,
-            open_windows: sum(0),
-            outbox: sum(1),
-            dead_letters: sum(2),
-        })
+        Ok(counts)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
         let _: String = self
-            .run(redis::cmd("PING").query_async(&mut connection))
+            .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
             .await?;
         Ok(())
     }
@@ -418,20 +413,26 @@ async fn earliest(
     store: &RedisStore,
     set: fn(&Bucket) -> String,
 ) -> Result<Option<u64>, StoreError> {
-    let mut pipe = redis::pipe();
+    let mut earliest: Option<u64> = None;
     for bucket in Bucket::all() {
-        pipe.cmd("ZRANGE")
-            .arg(set(&bucket))
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES");
+        let key = set(&bucket);
+        let first: Vec<(String, f64)> = store
+            .run(|mut c| async move {
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if let Some((_, score)) = first.first() {
+            let at = *score as u64;
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
     }
-    let mut connection = store.connection.clone();
-    let firsts: Vec<Vec<(String, f64)>> = store.run(pipe.query_async(&mut connection)).await?;
-    Ok(firsts
-        .iter()
-        .filter_map(|first| first.first().map(|(_, score)| *score as u64))
-        .min())
+    Ok(earliest)
 }
 
 #[cfg(test)]
