@@ -64,6 +64,10 @@ pub struct Cli {
     #[arg(long, env = "HANDOVER_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
 
+    /// Separate listener for /metrics; unset: /metrics is on the main listener.
+    #[arg(long, env = "HANDOVER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// `memory`, or a redis:// or rediss:// URL (redis+unix:// for a local socket).
     #[arg(
         long,
@@ -188,6 +192,7 @@ pub struct Settings {
     pub api_keys: Vec<SecretString>,
     pub forwarding: Forwarding,
     pub listen_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub store: StoreKind,
     pub end_grace_ms: u64,
     pub filter: EventFilter,
@@ -274,6 +279,7 @@ impl Cli {
             api_keys,
             forwarding,
             listen_addr: self.listen_addr,
+            metrics_addr: self.metrics_addr,
             store,
             end_grace_ms: self.end_grace_ms,
             filter: EventFilter {

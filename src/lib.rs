@@ -14,6 +14,8 @@ pub mod engine;
 pub mod forward;
 pub mod genesys;
 pub mod http;
+pub mod metrics;
+pub mod report;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -4,6 +4,7 @@ use crate::config::{Forwarding, Settings, StoreKind};
 use crate::engine::Engine;
 use crate::forward::{CognigyClient, CognigyTarget, DeliveryWorker, Sender};
 use crate::http::{self, ApiKeys, AppState};
+use crate::metrics::Metrics;
 use crate::store::{MemoryStore, RedisOptions, RedisStore, RedisTarget, Store, StoreError};
 use crate::timers::TimerWorker;
 use secrecy::ExposeSecret;
@@ -90,6 +91,8 @@ impl Service {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             max_body_bytes: settings.max_body_bytes,
             request_timeout: settings.request_timeout,
+            metrics: Arc::new(Metrics::new()),
+            metrics_on_main_listener: settings.metrics_addr.is_none(),
         };
         Ok(Self {
             state,
@@ -117,6 +120,7 @@ impl Service {
                 engine: state.engine,
                 wake: Arc::clone(&state.timer_wake),
                 delivery_wake: Arc::clone(&state.delivery_wake),
+                metrics: Arc::clone(&state.metrics),
             }
             .run(stop_rx.clone()),
         );
@@ -127,8 +131,9 @@ impl Service {
                 policy: self.settings.retry,
                 lease_ms: delivery_lease_ms(&self.settings.forwarding),
                 wake: Arc::clone(&state.delivery_wake),
+                metrics: Arc::clone(&state.metrics),
             }
-            .run(stop_rx),
+            .run(stop_rx.clone()),
         );
 
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel();
@@ -141,6 +146,19 @@ impl Service {
             );
             let _ = signalled_tx.send(Instant::now());
         };
+        let metrics_server = match self.settings.metrics_addr {
+            Some(addr) => {
+                let metrics_listener = TcpListener::bind(addr).await?;
+                tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+                let mut stop = stop_rx.clone();
+                let server = axum::serve(metrics_listener, http::metrics_router(state.clone()))
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    });
+                Some(tokio::spawn(async move { server.await }))
+            }
+            None => None,
+        };
         tracing::info!(addr = %listener.local_addr()?, "listening");
         let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(on_shutdown)
@@ -151,6 +169,9 @@ impl Service {
         let _ = stop_tx.send(true);
         let _ = timers.await;
         let _ = deliveries.await;
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         tracing::info!("stopped");
         served.map_err(ServiceError::from)
     }

@@ -2,7 +2,8 @@
 
 use crate::clock::now_ms;
 use crate::engine::Engine;
-use crate::http::log_end;
+use crate::metrics::Metrics;
+use crate::report;
 use crate::store::{Store, Transition};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ pub struct TimerWorker {
     pub wake: Arc<Notify>,
     /// Woken when an end was put in the outbox.
     pub delivery_wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl TimerWorker {
@@ -59,6 +61,7 @@ impl TimerWorker {
         let due = match self.store.due_timers(now, BATCH).await {
             Ok(due) => due,
             Err(error) => {
+                self.metrics.store_error("timer");
                 tracing::warn!(%error, "cannot read due grace windows; trying again");
                 return 0;
             }
@@ -78,13 +81,16 @@ impl TimerWorker {
                 .await;
             match result {
                 Ok(()) => {
-                    ends.iter().for_each(log_end);
+                    for end in &ends {
+                        report::end_decided(&self.metrics, end);
+                    }
                     if !ends.is_empty() {
                         self.delivery_wake.notify_one();
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, conversation = %key, "cannot close a grace window; trying again")
+                    self.metrics.store_error("timer");
+                    tracing::warn!(%error, conversation = %key, "cannot close a grace window; trying again");
                 }
             }
         }

@@ -4,9 +4,10 @@
 use super::client::{Attempt, CognigyClient};
 use super::retry::RetryPolicy;
 use crate::clock::now_ms;
+use crate::metrics::Metrics;
 use crate::store::{Delivery, Settlement, Store};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
@@ -31,6 +32,7 @@ pub struct DeliveryWorker {
     pub lease_ms: u64,
     /// Woken when the outbox gains an entry.
     pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl DeliveryWorker {
@@ -45,6 +47,7 @@ impl DeliveryWorker {
             {
                 Ok(claimed) => claimed,
                 Err(error) => {
+                    self.metrics.store_error("outbox");
                     tracing::warn!(%error, "cannot read the outbox; trying again");
                     Vec::new()
                 }
@@ -62,16 +65,20 @@ impl DeliveryWorker {
             for delivery in claimed {
                 let sender = Arc::clone(&self.sender);
                 attempts.spawn(async move {
+                    let started = Instant::now();
                     let attempt = attempt(&sender, &delivery).await;
-                    (delivery, attempt)
+                    (delivery, attempt, started.elapsed())
                 });
             }
             while let Some(joined) = attempts.join_next().await {
-                let Ok((delivery, attempt)) = joined else {
+                let Ok((delivery, attempt, took)) = joined else {
                     continue;
                 };
-                let settlement = self.settlement(&delivery, attempt, &mut rng);
+                let sent = !matches!(attempt, Attempt::NotSent);
+                let (settlement, result) = self.settlement(&delivery, attempt, &mut rng);
+                self.metrics.forward_attempt(result, sent.then_some(took));
                 if let Err(error) = self.store.settle(&delivery, settlement).await {
+                    self.metrics.store_error("outbox");
                     tracing::warn!(%error, id = %delivery.id, "cannot record a delivery outcome; it will be tried again");
                 }
             }
@@ -85,12 +92,13 @@ impl DeliveryWorker {
         }
     }
 
+    /// What to record for an attempt, and the result it counts as in the metrics.
     fn settlement(
         &self,
         delivery: &Delivery,
         attempt: Attempt,
         rng: &mut fastrand::Rng,
-    ) -> Settlement {
+    ) -> (Settlement, &'static str) {
         let end = &delivery.notice;
         let span = tracing::info_span!(
             "delivery",
@@ -104,12 +112,12 @@ impl DeliveryWorker {
         match attempt {
             Attempt::Delivered { status } => {
                 tracing::info!(status, "handover end delivered");
-                Settlement::Done
+                (Settlement::Done, "delivered")
             }
-            Attempt::NotSent => Settlement::Done,
+            Attempt::NotSent => (Settlement::Done, "shadow"),
             Attempt::NotFound => {
                 tracing::info!("Cognigy has no such handover (404); not retried");
-                Settlement::Done
+                (Settlement::Done, "not_found")
             }
             Attempt::Failed {
                 error,
@@ -119,20 +127,23 @@ impl DeliveryWorker {
                 let now = now_ms();
                 if self.policy.gives_up(delivery.created_at_ms, now) {
                     tracing::error!(%error, "handover end undeliverable; kept as a dead letter");
-                    return Settlement::DeadLetter { error };
+                    return (Settlement::DeadLetter { error }, "dead_letter");
                 }
                 let delay = self
                     .policy
                     .delay_ms(delivery.attempts + 1, retry_after, rng);
-                if configuration {
+                let result = if configuration {
                     tracing::error!(%error, retry_in_ms = delay, "handover end rejected: configuration error; will retry");
+                    "configuration_error"
                 } else {
                     tracing::warn!(%error, retry_in_ms = delay, "handover end not delivered; will retry");
-                }
-                Settlement::Retry {
+                    "retry"
+                };
+                let settlement = Settlement::Retry {
                     next_attempt_at_ms: now + delay,
                     error,
-                }
+                };
+                (settlement, result)
             }
         }
     }

@@ -1,12 +1,12 @@
 //! The EventBridge API key: `Authorization: <key>`, compared in constant time.
 
+use super::AppState;
 use super::error::ApiError;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// The accepted keys: the current one and, during rotation, the previous one.
@@ -28,14 +28,17 @@ impl ApiKeys {
 }
 
 pub async fn require_api_key(
-    State(keys): State<Arc<ApiKeys>>,
+    State(app): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let presented = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
     match presented {
-        Some(value) if keys.accepts(value) => Ok(next.run(request).await),
-        _ => Err(ApiError::Unauthorized),
+        Some(value) if app.api_keys.accepts(value) => Ok(next.run(request).await),
+        _ => {
+            app.metrics.rejected(401);
+            Err(ApiError::Unauthorized)
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::InvalidEvent(_) | ApiError::UnreadableBody(_) => StatusCode::BAD_REQUEST,

@@ -3,8 +3,9 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::clock::now_ms;
-use crate::engine::{Applied, Decision, EndNotice, Engine};
+use crate::engine::{Applied, Decision, Engine};
 use crate::genesys::{Classified, ConversationEvent, classify};
+use crate::report;
 use crate::store::Transition;
 use axum::Json;
 use axum::body::Body;
@@ -19,7 +20,22 @@ pub async fn receive_event(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_json(&headers)?;
+    let answer = handle_event(&app, &headers, body).await;
+    if let Err(error) = &answer {
+        app.metrics.rejected(error.status().as_u16());
+        if let ApiError::Store(_) = error {
+            app.metrics.store_error("update");
+        }
+    }
+    answer
+}
+
+async fn handle_event(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_json(headers)?;
     let _permit = app
         .in_flight
         .try_acquire()
@@ -29,35 +45,43 @@ pub async fn receive_event(
     let event = match classify(&bytes, &app.filter)? {
         Classified::Handled(event) => event,
         Classified::Ignored { reason, topic } => {
-            tracing::debug!(
-                topic = topic.map(|t| t.as_str()),
-                reason = reason.as_str(),
-                "event ignored"
-            );
+            let topic = topic.map_or("other", |t| t.as_str());
+            tracing::debug!(topic, reason = reason.as_str(), "event ignored");
+            app.metrics.event(topic, "ignored", Some(reason.as_str()));
             return Ok(ignored(reason.as_str()));
         }
     };
-    let applied = apply(&app, &event).await?;
+    let applied = apply(app, &event).await?;
     log_decision(&event, &applied);
+    app.metrics
+        .decision(applied.decision, applied.candidate_cancelled);
+    for end in &applied.ends {
+        report::end_decided(&app.metrics, end);
+    }
     if !applied.ends.is_empty() {
         app.delivery_wake.notify_one();
     }
     app.timer_wake.notify_one();
 
+    let topic = event.topic.as_str();
     Ok(match applied.decision {
         Decision::Duplicate => {
+            app.metrics.event(topic, "duplicate", None);
             (StatusCode::OK, Json(json!({ "status": "duplicate" }))).into_response()
         }
-        decision if decision.is_ignored() => ignored(decision.as_str()),
-        decision => (
-            StatusCode::ACCEPTED,
-            Json(json!({
+        decision if decision.is_ignored() => {
+            app.metrics.event(topic, "ignored", Some(decision.as_str()));
+            ignored(decision.as_str())
+        }
+        decision => {
+            app.metrics.event(topic, "accepted", None);
+            let body = json!({
                 "status": "accepted",
                 "decision": decision.as_str(),
                 "conversationId": event.key.conversation_id,
-            })),
-        )
-            .into_response(),
+            });
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
     })
 }
 
@@ -100,7 +124,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
@@ -126,25 +150,5 @@ fn log_decision(event: &ConversationEvent, applied: &Applied) {
         decision = applied.decision.as_str(),
         candidateCancelled = applied.candidate_cancelled,
         "event processed"
-    );
-    for end in &applied.ends {
-        log_end(end);
-    }
-}
-
-/// One line per decided end: the line an operator searches for.
-pub fn log_end(end: &EndNotice) {
-    tracing::info!(
-        organisationId = %end.key.organisation_id,
-        conversationId = %end.key.conversation_id,
-        topic = end.reason.as_str(),
-        correlationId = end.correlation_id.as_deref().unwrap_or_default(),
-        decision = "ended",
-        reason = end.reason.as_str(),
-        disconnectType = end.disconnect_type.as_ref().map(|d| d.as_str()).unwrap_or_default(),
-        episode = end.episode,
-        transfers = end.transfers,
-        endedAt = end.ended_at,
-        "handover ended"
     );
 }

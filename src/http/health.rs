@@ -22,9 +22,12 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     }
     match app.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "store_unavailable", "detail": error.to_string() })),
-        ),
+        Err(error) => {
+            app.metrics.store_error("ping");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "store_unavailable", "detail": error.to_string() })),
+            )
+        }
     }
 }

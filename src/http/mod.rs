@@ -7,19 +7,20 @@ mod health;
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
-pub use events::log_end;
 
 use crate::engine::Engine;
 use crate::genesys::EventFilter;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 use tower_http::trace::TraceLayer;
 
@@ -41,6 +42,9 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+    /// `/metrics` is served on the main listener (no `HANDOVER_METRICS_ADDR`).
+    pub metrics_on_main_listener: bool,
 }
 
 /// The whole HTTP interface; tests drive it without a socket.
@@ -53,16 +57,65 @@ pub fn router(state: AppState) -> Router {
         ))
         // Outermost: nothing about the request is looked at before the key is checked.
         .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state.api_keys),
+            state.clone(),
             auth::require_api_key,
         ));
-    Router::new()
+    let mut router = Router::new()
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
-        .merge(events)
+        .merge(events);
+    if state.metrics_on_main_listener {
+        router = router.route("/metrics", get(render_metrics));
+    }
+    router
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            time_requests,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `/metrics` alone, for its own listener (`HANDOVER_METRICS_ADDR`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Prometheus text format; the store's sizes are read at scrape time.
+async fn render_metrics(State(app): State<AppState>) -> Response {
+    match app.store.counts().await {
+        Ok(counts) => app.metrics.store_counts(&counts),
+        Err(_) => app.metrics.store_error("counts"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Request duration by route (the matched pattern, never the raw path) and status.
+async fn time_requests(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.http_request(&route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// Answers 503 (retried by EventBridge) rather than letting its 5 s client timeout expire.

@@ -1,0 +1,258 @@
+//! Prometheus metrics. Each service has its own recorder (no global state), so that several
+//! services in one process, as in the tests, count separately.
+//!
+//! Labels stay bounded: topics, outcomes, reasons, decisions, routes and statuses are closed
+//! sets; the organisation label is kept for the first [`MAX_ORGANISATION_LABELS`] organisations
+//! and is `other` beyond; conversation ids never become labels.
+
+use crate::engine::{Decision, EndNotice};
+use crate::store::StoreCounts;
+use metrics::{Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub const MAX_ORGANISATION_LABELS: usize = 20;
+
+const EVENTS: &str = "handover_events_total";
+const DECISIONS: &str = "handover_decisions_total";
+const ENDS: &str = "handover_ends_total";
+const FORWARD_ATTEMPTS: &str = "handover_forward_attempts_total";
+const FORWARD_DURATION: &str = "handover_forward_duration_seconds";
+const HTTP_DURATION: &str = "handover_http_request_duration_seconds";
+const STORE_ERRORS: &str = "handover_store_errors_total";
+const OPEN_WINDOWS: &str = "handover_open_grace_windows";
+const CONVERSATIONS: &str = "handover_conversations_tracked";
+const OUTBOX: &str = "handover_outbox_depth";
+const DEAD_LETTERS: &str = "handover_dead_letters";
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    organisations: Mutex<HashSet<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let metrics = Self {
+            recorder,
+            handle,
+            organisations: Mutex::default(),
+        };
+        metrics.describe();
+        metrics
+    }
+
+    fn describe(&self) {
+        let counters = [
+            (
+                EVENTS,
+                "Events received, by topic and outcome (accepted, duplicate, ignored with reason, rejected with status)",
+            ),
+            (
+                DECISIONS,
+                "What accepted events did, by decision (transfer, reject, takeover, end_candidate, candidate_cancelled, late, ...)",
+            ),
+            (ENDS, "Handover ends decided, by reason and organisation"),
+            (
+                FORWARD_ATTEMPTS,
+                "Attempts to deliver an end to Cognigy, by result",
+            ),
+            (
+                STORE_ERRORS,
+                "State store operations that failed, by operation",
+            ),
+        ];
+        for (name, help) in counters {
+            self.recorder
+                .describe_counter(name.into(), None, SharedString::const_str(help));
+        }
+        let gauges = [
+            (OPEN_WINDOWS, "Grace windows open (end candidates waiting)"),
+            (CONVERSATIONS, "Conversations held by the in-memory store"),
+            (OUTBOX, "Ends waiting to be delivered to Cognigy"),
+            (
+                DEAD_LETTERS,
+                "Ends given up on, waiting for an operator's replay",
+            ),
+        ];
+        for (name, help) in gauges {
+            self.recorder
+                .describe_gauge(name.into(), None, SharedString::const_str(help));
+        }
+        self.recorder.describe_histogram(
+            FORWARD_DURATION.into(),
+            Some(Unit::Seconds),
+            SharedString::const_str("Duration of one call to Cognigy"),
+        );
+        self.recorder.describe_histogram(
+            HTTP_DURATION.into(),
+            Some(Unit::Seconds),
+            SharedString::const_str("HTTP request duration, by route and status"),
+        );
+    }
+
+    fn increment(&self, name: &'static str, labels: Vec<Label>) {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+            .increment(1);
+    }
+
+    fn observe(&self, name: &'static str, labels: Vec<Label>, seconds: f64) {
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels), &METADATA)
+            .record(seconds);
+    }
+
+    fn gauge(&self, name: &'static str, value: usize) {
+        self.recorder
+            .register_gauge(&Key::from_name(name), &METADATA)
+            .set(value as f64);
+    }
+
+    /// An event answered 2xx: `accepted`, `duplicate`, or `ignored` with its reason.
+    pub fn event(&self, topic: &str, outcome: &'static str, reason: Option<&'static str>) {
+        let mut labels = vec![
+            Label::new("topic", topic.to_owned()),
+            Label::new("outcome", outcome),
+        ];
+        labels.push(Label::new("reason", reason.unwrap_or("")));
+        self.increment(EVENTS, labels);
+    }
+
+    /// An event refused with a 4xx or 5xx.
+    pub fn rejected(&self, status: u16) {
+        self.increment(
+            EVENTS,
+            vec![
+                Label::new("topic", "unknown"),
+                Label::new("outcome", "rejected"),
+                Label::new("reason", status.to_string()),
+            ],
+        );
+    }
+
+    pub fn decision(&self, decision: Decision, candidate_cancelled: bool) {
+        self.increment(DECISIONS, vec![Label::new("decision", decision.as_str())]);
+        if candidate_cancelled {
+            self.increment(
+                DECISIONS,
+                vec![Label::new("decision", "candidate_cancelled")],
+            );
+        }
+    }
+
+    pub fn end(&self, end: &EndNotice) {
+        let organisation = self.organisation_label(end.key.organisation_id.as_str());
+        self.increment(
+            ENDS,
+            vec![
+                Label::new("reason", end.reason.as_str()),
+                Label::new("organisation", organisation),
+            ],
+        );
+    }
+
+    /// `delivered`, `not_found`, `shadow`, `retry`, `configuration_error`, `dead_letter`.
+    pub fn forward_attempt(&self, result: &'static str, took: Option<Duration>) {
+        self.increment(FORWARD_ATTEMPTS, vec![Label::new("result", result)]);
+        if let Some(took) = took {
+            self.observe(FORWARD_DURATION, Vec::new(), took.as_secs_f64());
+        }
+    }
+
+    pub fn http_request(&self, route: &str, status: u16, took: Duration) {
+        self.observe(
+            HTTP_DURATION,
+            vec![
+                Label::new("route", route.to_owned()),
+                Label::new("status", status.to_string()),
+            ],
+            took.as_secs_f64(),
+        );
+    }
+
+    pub fn store_error(&self, operation: &'static str) {
+        self.increment(STORE_ERRORS, vec![Label::new("operation", operation)]);
+    }
+
+    pub fn store_counts(&self, counts: &StoreCounts) {
+        self.gauge(OPEN_WINDOWS, counts.open_windows);
+        self.gauge(OUTBOX, counts.outbox);
+        self.gauge(DEAD_LETTERS, counts.dead_letters);
+        if let Some(conversations) = counts.conversations {
+            self.gauge(CONVERSATIONS, conversations);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+
+    fn organisation_label(&self, organisation: &str) -> String {
+        let mut known = self
+            .organisations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.contains(organisation) {
+            return organisation.to_owned();
+        }
+        if known.len() < MAX_ORGANISATION_LABELS {
+            known.insert(organisation.to_owned());
+            return organisation.to_owned();
+        }
+        "other".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn organisation_labels_are_bounded() {
+        let metrics = Metrics::new();
+        for n in 0..MAX_ORGANISATION_LABELS {
+            assert_eq!(
+                metrics.organisation_label(&format!("org-{n}")),
+                format!("org-{n}")
+            );
+        }
+        assert_eq!(metrics.organisation_label("one-too-many"), "other");
+        assert_eq!(metrics.organisation_label("org-3"), "org-3");
+    }
+
+    #[test]
+    fn renders_counters_with_help() {
+        let metrics = Metrics::new();
+        metrics.event("user.end", "accepted", None);
+        metrics.event("user.end", "accepted", None);
+        let text = metrics.render();
+        assert!(text.contains("# HELP handover_events_total"), "{text}");
+        assert!(
+            text.contains(
+                r#"handover_events_total{topic="user.end",outcome="accepted",reason=""} 2"#
+            ),
+            "{text}"
+        );
+    }
+}
