@@ -68,6 +68,10 @@ pub struct Cli {
     #[arg(long, env = "HANDOVER_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Enables the /admin routes, which then need `Authorization: Bearer <token>`.
+    #[arg(long, env = "HANDOVER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// `memory`, or a redis:// or rediss:// URL (redis+unix:// for a local socket).
     #[arg(
         long,
@@ -193,6 +197,7 @@ pub struct Settings {
     pub forwarding: Forwarding,
     pub listen_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
+    pub admin_token: Option<SecretString>,
     pub store: StoreKind,
     pub end_grace_ms: u64,
     pub filter: EventFilter,
@@ -219,6 +224,8 @@ pub enum ConfigError {
     InvalidCognigyUrl(String),
     #[error("HANDOVER_STORE must be `memory` or a redis:// or rediss:// URL")]
     UnknownStore,
+    #[error("HANDOVER_ADMIN_TOKEN must differ from the EventBridge API keys")]
+    AdminTokenIsApiKey,
     #[error("HANDOVER_MESSAGE_TYPES names no message type")]
     NoMessageTypes,
     #[error("{0} must be greater than 0")]
@@ -237,6 +244,15 @@ impl Cli {
             return Err(ConfigError::MissingApiKey);
         }
         let forwarding = self.forwarding()?;
+        let admin_token = self.admin_token.clone().filter(|token| !token.is_empty());
+        if admin_token.as_ref().is_some_and(|token| {
+            [&self.api_key, &self.api_key_previous]
+                .into_iter()
+                .any(|key| key.as_ref() == Some(token))
+        }) {
+            return Err(ConfigError::AdminTokenIsApiKey);
+        }
+        let admin_token = admin_token.map(SecretString::from);
         let store = match self.store.as_str() {
             "memory" => StoreKind::Memory,
             url if REDIS_SCHEMES.iter().any(|scheme| url.starts_with(scheme)) => StoreKind::Redis {
@@ -280,6 +296,7 @@ impl Cli {
             forwarding,
             listen_addr: self.listen_addr,
             metrics_addr: self.metrics_addr,
+            admin_token,
             store,
             end_grace_ms: self.end_grace_ms,
             filter: EventFilter {
@@ -443,6 +460,30 @@ mod tests {
             .settings()
             .unwrap_err();
         assert_eq!(error, ConfigError::UnknownStore);
+    }
+
+    #[test]
+    fn the_admin_token_must_not_be_an_eventbridge_key() {
+        let error = cli(&["--api-key", "k", "--admin-token", "k"])
+            .settings()
+            .unwrap_err();
+        assert_eq!(error, ConfigError::AdminTokenIsApiKey);
+        let error = cli(&[
+            "--api-key",
+            "k",
+            "--api-key-previous",
+            "p",
+            "--admin-token",
+            "p",
+        ])
+        .settings()
+        .unwrap_err();
+        assert_eq!(error, ConfigError::AdminTokenIsApiKey);
+        assert!(
+            cli(&["--api-key", "k", "--admin-token", "t"])
+                .settings()
+                .is_ok()
+        );
     }
 
     #[test]

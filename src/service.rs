@@ -93,6 +93,10 @@ impl Service {
             request_timeout: settings.request_timeout,
             metrics: Arc::new(Metrics::new()),
             metrics_on_main_listener: settings.metrics_addr.is_none(),
+            admin_token: settings
+                .admin_token
+                .clone()
+                .map(|token| Arc::new(ApiKeys::new(vec![token]))),
         };
         Ok(Self {
             state,

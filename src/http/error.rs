@@ -33,6 +33,10 @@ pub enum ApiError {
     Timeout,
     #[error("no such route")]
     NotFound,
+    #[error(
+        "no state for this conversation: never seen, or forgotten after HANDOVER_STATE_TTL_SECS"
+    )]
+    UnknownConversation,
 }
 
 impl ApiError {
@@ -45,7 +49,7 @@ impl ApiError {
             ApiError::Store(_) | ApiError::Overloaded | ApiError::Timeout => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::UnknownConversation => StatusCode::NOT_FOUND,
         }
     }
 
@@ -60,7 +64,7 @@ impl ApiError {
             ApiError::Store(StoreError::Full(_)) | ApiError::Overloaded => "overloaded",
             ApiError::Store(StoreError::Unavailable(_)) => "store_unavailable",
             ApiError::Timeout => "timeout",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::UnknownConversation => "not_found",
         }
     }
 }

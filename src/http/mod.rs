@@ -1,5 +1,6 @@
 //! The HTTP interface of spec section 2: router, API-key middleware, handlers, errors.
 
+mod admin;
 mod auth;
 mod error;
 mod events;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `/metrics` is served on the main listener (no `HANDOVER_METRICS_ADDR`).
     pub metrics_on_main_listener: bool,
+    /// `HANDOVER_ADMIN_TOKEN`: the admin routes exist only when it is set.
+    pub admin_token: Option<Arc<ApiKeys>>,
 }
 
 /// The whole HTTP interface; tests drive it without a socket.
@@ -66,6 +69,9 @@ pub fn router(state: AppState) -> Router {
         .merge(events);
     if state.metrics_on_main_listener {
         router = router.route("/metrics", get(render_metrics));
+    }
+    if let Some(token) = &state.admin_token {
+        router = router.merge(admin::routes(Arc::clone(token)));
     }
     router
         .fallback(not_found)

@@ -1,6 +1,8 @@
 //! The in-memory store: one process, state lost on restart (the shutdown drain limits that).
 
-use super::{Delivery, Settlement, Store, StoreCounts, StoreError, Transition, TransitionFn};
+use super::{
+    Delivery, DeliveryStatus, Settlement, Store, StoreCounts, StoreError, Transition, TransitionFn,
+};
 use crate::engine::ConversationState;
 use crate::genesys::ConversationKey;
 use async_trait::async_trait;
@@ -205,6 +207,46 @@ impl Store for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        now_ms: u64,
+        id: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let mut outbox = lock(&self.outbox);
+        let (replay, keep): (Vec<Delivery>, Vec<Delivery>) = std::mem::take(&mut outbox.dead)
+            .into_iter()
+            .partition(|d| id.is_none_or(|id| d.id == id));
+        outbox.dead = keep;
+        let count = replay.len();
+        for delivery in replay {
+            let delivery = delivery.replayed(now_ms);
+            outbox
+                .waiting
+                .insert((delivery.next_attempt_at_ms, delivery.id.clone()), delivery);
+        }
+        Ok(count)
+    }
+
+    async fn delivery_status(
+        &self,
+        _key: &ConversationKey,
+        id: &str,
+    ) -> Result<DeliveryStatus, StoreError> {
+        let outbox = lock(&self.outbox);
+        let pending = outbox
+            .waiting
+            .values()
+            .chain(outbox.in_flight.values())
+            .find(|d| d.id == id);
+        if let Some(delivery) = pending {
+            return Ok(DeliveryStatus::Pending(delivery.clone()));
+        }
+        Ok(match outbox.dead.iter().find(|d| d.id == id) {
+            Some(delivery) => DeliveryStatus::DeadLetter(delivery.clone()),
+            None => DeliveryStatus::Done,
+        })
     }
 
     async fn counts(&self) -> Result<StoreCounts, StoreError> {

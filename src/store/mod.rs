@@ -90,6 +90,27 @@ pub enum Settlement {
     },
 }
 
+/// Where the end of one episode stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// In the outbox: waiting for its next attempt, or being sent.
+    Pending(Delivery),
+    DeadLetter(Delivery),
+    /// Delivered, not found at Cognigy, or sent in shadow mode: nothing left to do.
+    Done,
+}
+
+impl Delivery {
+    /// This dead letter put back in the outbox: due now, with a fresh retry window.
+    pub fn replayed(&self, now_ms: u64) -> Delivery {
+        Delivery {
+            created_at_ms: now_ms,
+            next_attempt_at_ms: now_ms,
+            ..self.clone()
+        }
+    }
+}
+
 /// Sizes an operator and the shutdown drain look at.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StoreCounts {
@@ -145,6 +166,18 @@ pub trait Store: Send + Sync + 'static {
     async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<(), StoreError>;
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Puts dead letters back in the outbox (all of them, or the one with this id); returns how
+    /// many.
+    async fn replay_dead_letters(&self, now_ms: u64, id: Option<&str>)
+    -> Result<usize, StoreError>;
+
+    /// Where the end with this delivery id (idempotency key) of this conversation stands.
+    async fn delivery_status(
+        &self,
+        key: &ConversationKey,
+        id: &str,
+    ) -> Result<DeliveryStatus, StoreError>;
 
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
 

@@ -19,7 +19,9 @@
 
 use super::redis_connection::{Connection, Connector, RedisTarget};
 use super::redis_scripts;
-use super::{Delivery, Settlement, Store, StoreCounts, StoreError, Transition, TransitionFn};
+use super::{
+    Delivery, DeliveryStatus, Settlement, Store, StoreCounts, StoreError, Transition, TransitionFn,
+};
 use crate::engine::{ConversationState, fingerprint};
 use crate::genesys::ConversationKey;
 use async_trait::async_trait;
@@ -60,6 +62,7 @@ struct Scripts {
     claim_timers: Script,
     claim_deliveries: Script,
     settle: Script,
+    replay: Script,
 }
 
 pub struct RedisStore {
@@ -144,6 +147,7 @@ impl RedisStore {
                 claim_timers: Script::new(redis_scripts::CLAIM_TIMERS),
                 claim_deliveries: Script::new(redis_scripts::CLAIM_DELIVERIES),
                 settle: Script::new(redis_scripts::SETTLE),
+                replay: Script::new(redis_scripts::REPLAY),
             },
             options,
             local: (0..LOCAL_STRIPES)
@@ -371,6 +375,53 @@ impl Store for RedisStore {
         letters.sort_by_key(|d: &Delivery| d.created_at_ms);
         letters.truncate(limit);
         Ok(letters)
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        now_ms: u64,
+        id: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let mut replayed = 0;
+        for letter in self.dead_letters(usize::MAX).await? {
+            if id.is_some_and(|id| id != letter.id) {
+                continue;
+            }
+            let bucket = Bucket::of(&letter.notice.key);
+            let delivery = letter.replayed(now_ms);
+            let mut replay = self.scripts.replay.prepare_invoke();
+            replay
+                .key(bucket.outbox())
+                .key(bucket.deliveries())
+                .key(bucket.dead())
+                .arg(&delivery.id)
+                .arg(serde_json::to_string(&delivery).map_err(unavailable)?)
+                .arg(delivery.next_attempt_at_ms);
+            let moved: i64 = self
+                .run(|mut c| async move { replay.invoke_async(&mut c).await })
+                .await?;
+            replayed += moved as usize;
+        }
+        Ok(replayed)
+    }
+
+    async fn delivery_status(
+        &self,
+        key: &ConversationKey,
+        id: &str,
+    ) -> Result<DeliveryStatus, StoreError> {
+        let bucket = Bucket::of(key);
+        let mut pipe = redis::pipe();
+        pipe.hget(bucket.deliveries(), id).hget(bucket.dead(), id);
+        let (pending, dead): (Option<String>, Option<String>) = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let parse = |json: String| serde_json::from_str::<Delivery>(&json).map_err(unavailable);
+        Ok(match (pending, dead) {
+            (Some(json), _) => DeliveryStatus::Pending(parse(json)?),
+            (None, Some(json)) => DeliveryStatus::DeadLetter(parse(json)?),
+            (None, None) => DeliveryStatus::Done,
+        })
     }
 
     async fn counts(&self) -> Result<StoreCounts, StoreError> {

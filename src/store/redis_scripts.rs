@@ -50,6 +50,15 @@ end
 return claimed
 "#;
 
+/// KEYS: outbox, deliveries, dead. ARGV: id, delivery JSON, due ms.
+/// Moves one dead letter back to the outbox, once even if two operators replay at the same time.
+pub const REPLAY: &str = r#"
+if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"#;
+
 /// KEYS: outbox, deliveries, dead. ARGV: id, outcome (done | retry | dead), delivery JSON, next
 /// attempt ms, dead-letter TTL ms. A delivery another replica already settled stays settled.
 pub const SETTLE: &str = r#"

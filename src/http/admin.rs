@@ -1,0 +1,129 @@
+//! Operator routes, off unless `HANDOVER_ADMIN_TOKEN` is set, then behind
+//! `Authorization: Bearer <token>`. The EventBridge key never opens them.
+
+use super::AppState;
+use super::auth::ApiKeys;
+use super::error::ApiError;
+use crate::clock::{now_ms, rfc3339_millis};
+use crate::genesys::ConversationKey;
+use crate::store::{Delivery, DeliveryStatus};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::{Json, Router, routing::get, routing::post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub fn routes(token: Arc<ApiKeys>) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/admin/conversations/{organisation_id}/{conversation_id}",
+            get(conversation),
+        )
+        .route("/admin/dead-letters", get(dead_letters))
+        .route("/admin/dead-letters/replay", post(replay))
+        .route_layer(axum::middleware::from_fn_with_state(token, require_token))
+}
+
+async fn require_token(
+    State(token): State<Arc<ApiKeys>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let bearer = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
+    match bearer {
+        Some(presented) if token.accepts(presented) => Ok(next.run(request).await),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// The state the engine holds for one conversation, and where each episode's end stands.
+async fn conversation(
+    State(app): State<AppState>,
+    Path((organisation_id, conversation_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let key = ConversationKey::new(organisation_id, conversation_id);
+    let state = app
+        .store
+        .load(&key)
+        .await?
+        .ok_or(ApiError::UnknownConversation)?;
+    let mut deliveries = Vec::new();
+    for episode in 1..state.episode {
+        let id = format!("{}:{}:{episode}", key.organisation_id, key.conversation_id);
+        let status = app.store.delivery_status(&key, &id).await?;
+        deliveries.push(delivery_view(episode, &id, &status));
+    }
+    let candidate = state.candidate.as_ref().map(|c| {
+        json!({
+            "leg": c.leg,
+            "endAt": rfc3339_millis(c.end_at),
+            "graceWindowClosesAt": rfc3339_millis(c.due_at_ms as i64),
+        })
+    });
+    Ok(Json(json!({
+        "organisationId": key.organisation_id,
+        "conversationId": key.conversation_id,
+        "openEpisode": state.episode,
+        "pendingCandidate": candidate,
+        "deliveries": deliveries,
+        "state": state,
+    })))
+}
+
+fn delivery_view(episode: u32, id: &str, status: &DeliveryStatus) -> Value {
+    let (label, delivery) = match status {
+        DeliveryStatus::Pending(d) => ("pending", Some(d)),
+        DeliveryStatus::DeadLetter(d) => ("dead_letter", Some(d)),
+        DeliveryStatus::Done => ("done", None),
+    };
+    json!({
+        "episode": episode,
+        "idempotencyKey": id,
+        "status": label,
+        "attempts": delivery.map(|d| d.attempts),
+        "nextAttemptAt": delivery.map(|d| rfc3339_millis(d.next_attempt_at_ms as i64)),
+        "lastError": delivery.and_then(|d| d.last_error.clone()),
+    })
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn dead_letters(
+    State(app): State<AppState>,
+    Query(query): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    let letters: Vec<Delivery> = app.store.dead_letters(query.limit.unwrap_or(100)).await?;
+    Ok(Json(
+        json!({ "count": letters.len(), "deadLetters": letters }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Only {
+    id: Option<String>,
+}
+
+/// Puts dead letters (all, or `?id=<idempotency key>`) back in the outbox.
+async fn replay(
+    State(app): State<AppState>,
+    Query(only): Query<Only>,
+) -> Result<Json<Value>, ApiError> {
+    let replayed = app
+        .store
+        .replay_dead_letters(now_ms(), only.id.as_deref())
+        .await?;
+    if replayed > 0 {
+        app.delivery_wake.notify_one();
+    }
+    tracing::info!(replayed, "dead letters replayed by an operator");
+    Ok(Json(json!({ "replayed": replayed })))
+}
