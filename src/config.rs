@@ -19,6 +19,9 @@ const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "uni
 #[derive(Parser)]
 #[command(name = "handover-receiver", version, about)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// API key EventBridge sends in the Authorization header (required).
     #[arg(long, env = API_KEY_ENV, hide_env_values = true)]
     pub api_key: Option<String>,
@@ -159,6 +162,21 @@ pub struct Cli {
     pub delivery_give_up_secs: u64,
 }
 
+/// What to do; `serve` when none is given. The settings above apply to `serve` and
+/// `check-config`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Generate an API key for the EventBridge connection and print how to store it.
+    GenKey,
+    /// Validate the settings from the environment and flags; print them with secrets masked.
+    CheckConfig,
+    /// POST events from files (single events, JSON lines, or an SQS dead-letter queue dump) to a
+    /// receiver, rate-limited, and print a summary.
+    Replay(crate::replay::ReplayArgs),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Json,
@@ -230,6 +248,116 @@ pub enum ConfigError {
     NoMessageTypes,
     #[error("{0} must be greater than 0")]
     Zero(&'static str),
+}
+
+impl Settings {
+    /// The effective settings, one `NAME=value` line each, secrets masked.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let secret = |set: bool| {
+            if set {
+                "<set>".to_owned()
+            } else {
+                "<unset>".to_owned()
+            }
+        };
+        let list = |items: Option<&HashSet<String>>| match items {
+            None => "<all>".to_owned(),
+            Some(items) => {
+                let mut sorted: Vec<_> = items.iter().cloned().collect();
+                sorted.sort();
+                sorted.join(",")
+            }
+        };
+        let (forward, url, authorization, format) = match &self.forwarding {
+            Forwarding::Shadow => (
+                "false (shadow mode)",
+                "<unset>".to_owned(),
+                "<unset>".to_owned(),
+                "event".to_owned(),
+            ),
+            Forwarding::Cognigy {
+                url_template,
+                authorization,
+                format,
+                ..
+            } => (
+                "true",
+                // Only scheme, host and path: a query string may carry a token.
+                url_template
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                secret(authorization.is_some()),
+                format!("{format:?}").to_lowercase(),
+            ),
+        };
+        let store = match &self.store {
+            StoreKind::Memory => "memory".to_owned(),
+            StoreKind::Redis { cluster, .. } => {
+                format!(
+                    "redis (URL <set>{})",
+                    if *cluster { ", cluster" } else { "" }
+                )
+            }
+        };
+        vec![
+            (API_KEY_ENV, secret(true)),
+            (
+                "GENESYS_EVENTBRIDGE_HANDOVER_API_KEY_PREVIOUS",
+                secret(self.api_keys.len() > 1),
+            ),
+            (FORWARD_FLAG_ENV, forward.to_owned()),
+            ("HANDOVER_COGNIGY_URL", url),
+            ("HANDOVER_COGNIGY_AUTHORIZATION", authorization),
+            ("HANDOVER_FORWARD_FORMAT", format),
+            ("HANDOVER_LISTEN_ADDR", self.listen_addr.to_string()),
+            (
+                "HANDOVER_METRICS_ADDR",
+                self.metrics_addr
+                    .map_or("<main listener>".into(), |a| a.to_string()),
+            ),
+            ("HANDOVER_ADMIN_TOKEN", secret(self.admin_token.is_some())),
+            ("HANDOVER_STORE", store),
+            ("HANDOVER_END_GRACE_MS", self.end_grace_ms.to_string()),
+            (
+                "HANDOVER_ALLOWED_ORGANISATIONS",
+                list(self.filter.allowed_organisations.as_ref()),
+            ),
+            (
+                "HANDOVER_MESSAGE_TYPES",
+                list(Some(&self.filter.message_types)),
+            ),
+            (
+                "HANDOVER_STATE_TTL_SECS",
+                self.state_ttl.as_secs().to_string(),
+            ),
+            (
+                "HANDOVER_SHUTDOWN_GRACE_SECS",
+                self.shutdown_grace.as_secs().to_string(),
+            ),
+            (
+                "HANDOVER_LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+            ("HANDOVER_MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            (
+                "HANDOVER_REQUEST_TIMEOUT_MS",
+                self.request_timeout.as_millis().to_string(),
+            ),
+            ("HANDOVER_MAX_IN_FLIGHT", self.max_in_flight.to_string()),
+            (
+                "HANDOVER_MAX_CONVERSATIONS",
+                self.max_conversations.to_string(),
+            ),
+            ("HANDOVER_RETRY_BASE_MS", self.retry.base_ms.to_string()),
+            ("HANDOVER_RETRY_MAX_MS", self.retry.max_ms.to_string()),
+            (
+                "HANDOVER_DELIVERY_GIVE_UP_SECS",
+                (self.retry.give_up_after_ms / 1_000).to_string(),
+            ),
+        ]
+    }
 }
 
 impl Cli {

@@ -1,11 +1,21 @@
 use clap::Parser;
-use handover_receiver::config::{Cli, Forwarding, Settings};
-use handover_receiver::{Service, telemetry};
+use handover_receiver::config::{Cli, Command, Forwarding, Settings};
+use handover_receiver::{Service, keys, replay, telemetry};
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Cli::parse().settings() {
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        None | Some(Command::Serve) => serve(cli).await,
+        Some(Command::GenKey) => gen_key(),
+        Some(Command::CheckConfig) => check_config(cli),
+        Some(Command::Replay(args)) => replay_events(&args).await,
+    }
+}
+
+async fn serve(cli: Cli) -> ExitCode {
+    let settings = match cli.settings() {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("handover-receiver: {error}");
@@ -34,6 +44,52 @@ async fn main() -> ExitCode {
         Err(error) => {
             tracing::error!(%error, "stopped with an error");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn gen_key() -> ExitCode {
+    match keys::generate() {
+        Ok(key) => {
+            print!("{}", keys::instructions(&key));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("handover-receiver: no secure random source: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(cli: Cli) -> ExitCode {
+    match cli.settings() {
+        Ok(settings) => {
+            for (name, value) in settings.describe() {
+                println!("{name}={value}");
+            }
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("handover-receiver: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn replay_events(args: &replay::ReplayArgs) -> ExitCode {
+    match replay::run(args).await {
+        Ok(summary) => {
+            println!("replayed {summary}");
+            if summary.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("handover-receiver replay: {error}");
+            ExitCode::from(2)
         }
     }
 }

@@ -106,3 +106,63 @@ async fn serves_in_shadow_mode_logs_json_and_drains_on_sigterm() {
         "the API key appeared in the logs"
     );
 }
+
+#[test]
+fn gen_key_prints_a_base64_key_of_23_alphanumeric_characters() {
+    use base64::Engine;
+    let output = command(&[]).arg("gen-key").output().expect("binary runs");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let key = text.lines().next().unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .expect("base64");
+    assert_eq!(raw.len(), 23);
+    assert!(raw.iter().all(u8::is_ascii_alphanumeric));
+    assert!(text.contains("kubectl create secret generic genesys-handover-secret"));
+    assert!(text.contains(&format!("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY='{key}'")));
+}
+
+#[test]
+fn check_config_prints_effective_settings_with_secrets_masked() {
+    let output = command(&[
+        ("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY),
+        ("FEATURE_USE_GENESYS_OM_HTTP_END_HANDOVER_REQUEST", "true"),
+        (
+            "HANDOVER_COGNIGY_URL",
+            "https://cognigy.example/{organisationId}/end?token=sekrit",
+        ),
+        ("HANDOVER_COGNIGY_AUTHORIZATION", "Basic c2VjcmV0"),
+        ("HANDOVER_STORE", "redis://:hunter2@redis.example:6379/0"),
+    ])
+    .arg("check-config")
+    .output()
+    .expect("binary runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY=<set>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HANDOVER_COGNIGY_URL=https://cognigy.example/{organisationId}/end"),
+        "{text}"
+    );
+    assert!(text.contains("HANDOVER_END_GRACE_MS=10000"), "{text}");
+    for secret in [KEY, "c2VjcmV0", "hunter2", "sekrit"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+
+    let invalid = command(&[])
+        .arg("check-config")
+        .output()
+        .expect("binary runs");
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&invalid.stderr).contains("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY")
+    );
+}
