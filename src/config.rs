@@ -75,6 +75,14 @@ pub struct Cli {
     #[arg(long, env = "HANDOVER_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Relay Open Messaging webhooks (signed, no API key) arriving on the events path to this URL.
+    #[arg(long, env = "HANDOVER_PASSTHROUGH_URL", hide_env_values = true)]
+    pub passthrough_url: Option<String>,
+
+    /// Verify X-Hub-Signature-256 of relayed webhooks with this secret first (bad: 403).
+    #[arg(long, env = "HANDOVER_OM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub om_webhook_secret: Option<String>,
+
     /// `memory`, or a redis:// or rediss:// URL (redis+unix:// for a local socket).
     #[arg(
         long,
@@ -216,6 +224,8 @@ pub struct Settings {
     pub listen_addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub admin_token: Option<SecretString>,
+    pub passthrough_url: Option<SecretString>,
+    pub om_webhook_secret: Option<SecretString>,
     pub store: StoreKind,
     pub end_grace_ms: u64,
     pub filter: EventFilter,
@@ -242,6 +252,8 @@ pub enum ConfigError {
     InvalidCognigyUrl(String),
     #[error("HANDOVER_STORE must be `memory` or a redis:// or rediss:// URL")]
     UnknownStore,
+    #[error("HANDOVER_PASSTHROUGH_URL is not an http(s) URL")]
+    InvalidPassthroughUrl,
     #[error("HANDOVER_ADMIN_TOKEN must differ from the EventBridge API keys")]
     AdminTokenIsApiKey,
     #[error("HANDOVER_MESSAGE_TYPES names no message type")]
@@ -318,6 +330,14 @@ impl Settings {
                     .map_or("<main listener>".into(), |a| a.to_string()),
             ),
             ("HANDOVER_ADMIN_TOKEN", secret(self.admin_token.is_some())),
+            (
+                "HANDOVER_PASSTHROUGH_URL",
+                secret(self.passthrough_url.is_some()),
+            ),
+            (
+                "HANDOVER_OM_WEBHOOK_SECRET",
+                secret(self.om_webhook_secret.is_some()),
+            ),
             ("HANDOVER_STORE", store),
             ("HANDOVER_END_GRACE_MS", self.end_grace_ms.to_string()),
             (
@@ -381,6 +401,20 @@ impl Cli {
             return Err(ConfigError::AdminTokenIsApiKey);
         }
         let admin_token = admin_token.map(SecretString::from);
+        let passthrough_url = match self
+            .passthrough_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+        {
+            Some(url) => {
+                match reqwest::Url::parse(&url) {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                    _ => return Err(ConfigError::InvalidPassthroughUrl),
+                }
+                Some(SecretString::from(url))
+            }
+            None => None,
+        };
         let store = match self.store.as_str() {
             "memory" => StoreKind::Memory,
             url if REDIS_SCHEMES.iter().any(|scheme| url.starts_with(scheme)) => StoreKind::Redis {
@@ -425,6 +459,12 @@ impl Cli {
             listen_addr: self.listen_addr,
             metrics_addr: self.metrics_addr,
             admin_token,
+            passthrough_url,
+            om_webhook_secret: self
+                .om_webhook_secret
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from),
             store,
             end_grace_ms: self.end_grace_ms,
             filter: EventFilter {

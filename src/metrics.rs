@@ -22,6 +22,7 @@ const FORWARD_ATTEMPTS: &str = "handover_forward_attempts_total";
 const FORWARD_DURATION: &str = "handover_forward_duration_seconds";
 const HTTP_DURATION: &str = "handover_http_request_duration_seconds";
 const STORE_ERRORS: &str = "handover_store_errors_total";
+const PASSTHROUGH: &str = "handover_passthrough_total";
 const OPEN_WINDOWS: &str = "handover_open_grace_windows";
 const CONVERSATIONS: &str = "handover_conversations_tracked";
 const OUTBOX: &str = "handover_outbox_depth";
@@ -79,6 +80,7 @@ impl Metrics {
                 STORE_ERRORS,
                 "State store operations that failed, by operation",
             ),
+            (PASSTHROUGH, "Open Messaging webhooks relayed, by result"),
         ];
         for (name, help) in counters {
             self.recorder
@@ -187,6 +189,11 @@ impl Metrics {
             ],
             took.as_secs_f64(),
         );
+    }
+
+    /// `relayed`, `bad_signature`, `upstream_error`.
+    pub fn passthrough(&self, result: &'static str) {
+        self.increment(PASSTHROUGH, vec![Label::new("result", result)]);
     }
 
     pub fn store_error(&self, operation: &'static str) {

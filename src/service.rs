@@ -3,7 +3,7 @@
 use crate::config::{Forwarding, Settings, StoreKind};
 use crate::engine::Engine;
 use crate::forward::{CognigyClient, CognigyTarget, DeliveryWorker, Sender};
-use crate::http::{self, ApiKeys, AppState};
+use crate::http::{self, ApiKeys, AppState, Passthrough};
 use crate::metrics::Metrics;
 use crate::store::{MemoryStore, RedisOptions, RedisStore, RedisTarget, Store, StoreError};
 use crate::timers::TimerWorker;
@@ -93,6 +93,16 @@ impl Service {
             request_timeout: settings.request_timeout,
             metrics: Arc::new(Metrics::new()),
             metrics_on_main_listener: settings.metrics_addr.is_none(),
+            passthrough: match &settings.passthrough_url {
+                Some(url) => Some(Arc::new(
+                    Passthrough::new(
+                        url.expose_secret().to_owned(),
+                        settings.om_webhook_secret.clone(),
+                    )
+                    .map_err(|e| ServiceError::Client(e.to_string()))?,
+                )),
+                None => None,
+            },
             admin_token: settings
                 .admin_token
                 .clone()

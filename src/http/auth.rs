@@ -1,7 +1,7 @@
 //! The EventBridge API key: `Authorization: <key>`, compared in constant time.
 
-use super::AppState;
 use super::error::ApiError;
+use super::{AppState, passthrough};
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -35,6 +35,10 @@ pub async fn require_api_key(
     let presented = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
     match presented {
         Some(value) if app.api_keys.accepts(value) => Ok(next.run(request).await),
+        _ if passthrough::is_webhook(request.headers()) && app.passthrough.is_some() => {
+            let relay = app.passthrough.clone().expect("checked above");
+            Ok(passthrough::relay(&app, &relay, request).await)
+        }
         _ => {
             app.metrics.rejected(401);
             Err(ApiError::Unauthorized)

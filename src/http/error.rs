@@ -33,6 +33,10 @@ pub enum ApiError {
     Timeout,
     #[error("no such route")]
     NotFound,
+    #[error("X-Hub-Signature-256 does not match the body")]
+    BadSignature,
+    #[error("the Open Messaging pass-through target did not answer")]
+    BadGateway,
     #[error(
         "no state for this conversation: never seen, or forgotten after HANDOVER_STATE_TTL_SECS"
     )]
@@ -50,6 +54,8 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::NotFound | ApiError::UnknownConversation => StatusCode::NOT_FOUND,
+            ApiError::BadSignature => StatusCode::FORBIDDEN,
+            ApiError::BadGateway => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -65,6 +71,8 @@ impl ApiError {
             ApiError::Store(StoreError::Unavailable(_)) => "store_unavailable",
             ApiError::Timeout => "timeout",
             ApiError::NotFound | ApiError::UnknownConversation => "not_found",
+            ApiError::BadSignature => "bad_signature",
+            ApiError::BadGateway => "bad_gateway",
         }
     }
 }

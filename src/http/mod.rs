@@ -5,9 +5,11 @@ mod auth;
 mod error;
 mod events;
 mod health;
+mod passthrough;
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
+pub use passthrough::{Passthrough, SIGNATURE_HEADER, signature_is_valid};
 
 use crate::engine::Engine;
 use crate::genesys::EventFilter;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub metrics_on_main_listener: bool,
     /// `HANDOVER_ADMIN_TOKEN`: the admin routes exist only when it is set.
     pub admin_token: Option<Arc<ApiKeys>>,
+    /// `HANDOVER_PASSTHROUGH_URL`: where Open Messaging webhooks are relayed.
+    pub passthrough: Option<Arc<Passthrough>>,
 }
 
 /// The whole HTTP interface; tests drive it without a socket.
