@@ -28,6 +28,22 @@ const CONVERSATIONS: &str = "handover_conversations_tracked";
 const OUTBOX: &str = "handover_outbox_depth";
 const DEAD_LETTERS: &str = "handover_dead_letters";
 
+/// Every metric family this service exports (histograms add `_bucket`, `_sum`, `_count`).
+pub const NAMES: &[&str] = &[
+    EVENTS,
+    DECISIONS,
+    ENDS,
+    FORWARD_ATTEMPTS,
+    FORWARD_DURATION,
+    HTTP_DURATION,
+    STORE_ERRORS,
+    PASSTHROUGH,
+    OPEN_WINDOWS,
+    CONVERSATIONS,
+    OUTBOX,
+    DEAD_LETTERS,
+];
+
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
