@@ -1,5 +1,5 @@
 # The commands a newcomer needs. `make test` is the README's test command and what CI runs.
-.PHONY: test lint run
+.PHONY: test lint validate-deploy run
 
 ## Run every test (unit, engine vectors and properties, HTTP, end to end on both stores, Redis,
 ## the binary). Installs redis-server first when it is missing.
@@ -11,6 +11,13 @@ test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
+
+## Validate the Dockerfile, the Helm chart and the GitHub workflows offline, and prove that each
+## check fails on a broken input. Installs its tools first when they are missing.
+validate-deploy:
+	scripts/ensure-deploy-tools
+	python3 scripts/validate-deploy
+	python3 scripts/validate-deploy --self-test
 
 ## Run the service locally: in-memory store, shadow mode (needs the API key in the environment).
 run:

@@ -180,6 +180,12 @@ pub enum Command {
     GenKey,
     /// Validate the settings from the environment and flags; print them with secrets masked.
     CheckConfig,
+    /// Exit 0 when the local service answers GET /livez (for images without curl).
+    Healthcheck {
+        /// URL to check; default: /livez on HANDOVER_LISTEN_ADDR (0.0.0.0 read as 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// POST events from files (single events, JSON lines, or an SQS dead-letter queue dump) to a
     /// receiver, rate-limited, and print a summary.
     Replay(crate::replay::ReplayArgs),

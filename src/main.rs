@@ -11,6 +11,35 @@ async fn main() -> ExitCode {
         Some(Command::GenKey) => gen_key(),
         Some(Command::CheckConfig) => check_config(cli),
         Some(Command::Replay(args)) => replay_events(&args).await,
+        Some(Command::Healthcheck { url }) => healthcheck(&cli, url).await,
+    }
+}
+
+async fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
+    let url = url.unwrap_or_else(|| {
+        let mut addr = cli.listen_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}/livez")
+    });
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+    {
+        Ok(client) => client,
+        Err(_) => return ExitCode::FAILURE,
+    };
+    match client.get(&url).send().await {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("{url}: {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("{url}: {}", error.without_url());
+            ExitCode::FAILURE
+        }
     }
 }
 

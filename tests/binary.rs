@@ -166,3 +166,29 @@ fn check_config_prints_effective_settings_with_secrets_masked() {
         String::from_utf8_lossy(&invalid.stderr).contains("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY")
     );
 }
+
+#[test]
+fn healthcheck_exits_0_against_a_live_service_and_1_otherwise() {
+    let process = Process::start(&[("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY)]);
+    let live = command(&[])
+        .args([
+            "healthcheck",
+            "--url",
+            &format!("http://{}/livez", process.addr),
+        ])
+        .status()
+        .unwrap();
+    assert!(live.success());
+    let port = process.addr.rsplit(':').next().unwrap().to_owned();
+    let by_listen_addr = command(&[("HANDOVER_LISTEN_ADDR", &format!("0.0.0.0:{port}"))])
+        .arg("healthcheck")
+        .status()
+        .unwrap();
+    assert!(by_listen_addr.success(), "0.0.0.0 is read as 127.0.0.1");
+    drop(process);
+    let dead = command(&[])
+        .args(["healthcheck", "--url", "http://127.0.0.1:9/livez"])
+        .status()
+        .unwrap();
+    assert!(!dead.success());
+}

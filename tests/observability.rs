@@ -85,16 +85,17 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
         "exported but not listed in metrics::NAMES: {strays:?}"
     );
 
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&repo_file("deploy/observability/grafana-dashboard.json"))
-            .expect("dashboard is JSON");
+    let dashboard: serde_json::Value = serde_json::from_str(&repo_file(
+        "helm/handover-receiver/files/grafana-dashboard.json",
+    ))
+    .expect("dashboard is JSON");
     let mut used = BTreeSet::new();
     for panel in dashboard["panels"].as_array().expect("panels") {
         for target in panel["targets"].as_array().expect("targets") {
             used.extend(names_in(target["expr"].as_str().expect("expr")));
         }
     }
-    let rules = repo_file("deploy/observability/prometheus-rules.yaml");
+    let rules = repo_file("helm/handover-receiver/files/prometheus-rules.yaml");
     let expressions: Vec<&str> = rules
         .lines()
         .filter_map(|l| l.trim().strip_prefix("expr: "))
