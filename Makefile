@@ -12,12 +12,14 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 
-## Validate the Dockerfile, the Helm chart and the GitHub workflows offline, and prove that each
-## check fails on a broken input. Installs its tools first when they are missing.
+## Validate the Dockerfile, the Helm chart, the GitHub workflows and the AWS templates offline, and
+## prove that each check fails on a broken input. Installs its tools first when they are missing.
 validate-deploy:
 	scripts/ensure-deploy-tools
 	python3 scripts/validate-deploy
 	python3 scripts/validate-deploy --self-test
+	python3 scripts/validate-aws
+	python3 scripts/validate-aws --self-test
 
 ## Run the service locally: in-memory store, shadow mode (needs the API key in the environment).
 run:
