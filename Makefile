@@ -1,5 +1,5 @@
 # The commands a newcomer needs. `make test` is the README's test command and what CI runs.
-.PHONY: test lint validate-deploy run
+.PHONY: test lint validate-deploy bench bench-smoke run
 
 ## Run every test (unit, engine vectors and properties, HTTP, end to end on both stores, Redis,
 ## the binary). Installs redis-server first when it is missing.
@@ -20,6 +20,16 @@ validate-deploy:
 	python3 scripts/validate-deploy --self-test
 	python3 scripts/validate-aws
 	python3 scripts/validate-aws --self-test
+
+## The whole benchmark (a few minutes): writes BENCHMARKS.md and bench-results.json.
+bench:
+	scripts/ensure-redis-server
+	cargo bench --locked --bench load
+
+## A short run that checks correctness only (CI).
+bench-smoke:
+	scripts/ensure-redis-server
+	cargo bench --locked --bench load -- --smoke
 
 ## Run the service locally: in-memory store, shadow mode (needs the API key in the environment).
 run:
