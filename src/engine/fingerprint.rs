@@ -56,6 +56,8 @@ impl SeenSet {
 
     pub fn remember(&mut self, print: u64, now_ms: u64) {
         if !self.contains(print) {
+            // Exact growth: a conversation sees tens of events, and every byte is per conversation.
+            self.0.reserve_exact(1);
             self.0.push((print, now_ms));
         }
     }

@@ -3,16 +3,19 @@
 //! No I/O, no clock, no async: `apply` takes an event and the wall-clock time, `tick` takes the
 //! time alone (for grace windows), and both return what happened. Both stores run this code.
 
+pub mod compact;
 mod end;
 pub mod fingerprint;
 mod state;
 
+pub use compact::CompactId;
 pub use end::{AgentSummary, EndNotice, EndReason};
 pub use state::{
     Candidate, ConversationState, CustomerEnd, LastEnd, Leg, LegAcw, LegEnd, LegEndKind,
 };
 
 use crate::genesys::{ConversationEvent, ConversationKey, Topic};
+use compact::compact;
 use serde::Serialize;
 
 /// Rule 7: a `customer.end` this soon after a decided end belongs to it.
@@ -104,7 +107,7 @@ impl Engine {
 
     /// A fresh state for the conversation an event opens.
     pub fn initial_state(event: &ConversationEvent) -> ConversationState {
-        ConversationState::new(event.genesys_organization_id.clone())
+        ConversationState::new(&event.genesys_organization_id)
     }
 
     /// Applies one event at wall-clock time `now_ms`.
@@ -128,7 +131,7 @@ impl Engine {
             return Applied::only(Decision::Duplicate);
         }
         if state.bot_user_id.is_none() {
-            state.bot_user_id.clone_from(&event.bot_user_id);
+            state.bot_user_id = compact(&event.bot_user_id);
         }
         if let Some(decision) = lateness(state, event, leg_key) {
             return Applied::only(decision);
@@ -149,7 +152,7 @@ impl Engine {
         } else {
             match recorded {
                 Decision::EndCandidate
-                    if state.candidate.as_ref().is_none_or(|c| c.leg != leg_key) =>
+                    if state.candidate.as_ref().is_none_or(|c| !c.leg.is(leg_key)) =>
                 {
                     Decision::EndHeld
                 }
@@ -251,13 +254,14 @@ fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &st
     if event.topic == Topic::CustomerEnd {
         let customer = CustomerEnd {
             at,
-            leg: leg_key.to_owned(),
+            leg: CompactId::new(leg_key),
             disconnect_type: event.disconnect_type.clone(),
-            correlation_id: event.correlation_id.clone(),
+            correlation_id: compact(&event.correlation_id),
         };
         let index = state
             .customer_ends
             .partition_point(|c| (c.at, &c.leg) < (at, &customer.leg));
+        state.customer_ends.reserve_exact(1);
         state.customer_ends.insert(index, customer);
         // Ends at once, or belongs to the previous end: `apply` tells which from the result.
         return Decision::Ended;
@@ -276,7 +280,7 @@ fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &st
             if leg.acw.as_ref().is_none_or(|acw| acw.at < at) {
                 leg.acw = Some(LegAcw {
                     at,
-                    wrapup_code: event.wrapup_code.clone(),
+                    wrapup_code: compact(&event.wrapup_code),
                 });
             }
             Decision::AcwRecorded
@@ -286,7 +290,7 @@ fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &st
                 at,
                 disconnect_type: event.disconnect_type.clone(),
                 interacting_duration_ms: event.interacting_duration_ms,
-                correlation_id: event.correlation_id.clone(),
+                correlation_id: compact(&event.correlation_id),
             };
             let decision = match end.kind() {
                 LegEndKind::Transfer => Decision::Transfer,
@@ -303,26 +307,30 @@ fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &st
     }
 }
 
-fn fill(slot: &mut Option<String>, value: &Option<String>) {
+fn fill(slot: &mut Option<CompactId>, value: &Option<String>) {
     if slot.is_none() {
-        slot.clone_from(value);
+        *slot = compact(value);
     }
+}
+
+fn text(id: &Option<CompactId>) -> Option<String> {
+    id.as_ref().map(CompactId::to_string)
 }
 
 fn summary(leg: &Leg) -> AgentSummary {
     AgentSummary {
-        user_id: leg.user_id.clone(),
-        participant_id: leg.participant_id.clone(),
-        session_id: (!leg.key.is_empty()).then(|| leg.key.clone()),
-        queue_id: leg.queue_id.clone(),
-        wrapup_code: leg.acw.as_ref().and_then(|acw| acw.wrapup_code.clone()),
+        user_id: text(&leg.user_id),
+        participant_id: text(&leg.participant_id),
+        session_id: (!leg.key.is("")).then(|| leg.key.to_string()),
+        queue_id: text(&leg.queue_id),
+        wrapup_code: leg.acw.as_ref().and_then(|acw| text(&acw.wrapup_code)),
     }
 }
 
 fn end_by_agent(
     state: &ConversationState,
     key: &ConversationKey,
-    leg_key: &str,
+    leg_key: &CompactId,
     at: i64,
     now_ms: u64,
 ) -> EndNotice {
@@ -330,15 +338,15 @@ fn end_by_agent(
     let end = leg.and_then(|leg| leg.end.as_ref());
     EndNotice {
         key: key.clone(),
-        genesys_organization_id: state.genesys_organization_id.clone(),
-        user_id: state.bot_user_id.clone(),
+        genesys_organization_id: state.genesys_organization_id.to_string(),
+        user_id: text(&state.bot_user_id),
         reason: EndReason::UserEnd,
         disconnect_type: end.and_then(|end| end.disconnect_type.clone()),
         ended_at: at,
         episode: state.episode,
         transfers: state.transfers_until(at),
         agent: leg.map(summary),
-        correlation_id: end.and_then(|end| end.correlation_id.clone()),
+        correlation_id: end.and_then(|end| text(&end.correlation_id)),
         decided_at_ms: now_ms,
     }
 }
@@ -351,15 +359,15 @@ fn end_by_customer(
 ) -> EndNotice {
     EndNotice {
         key: key.clone(),
-        genesys_organization_id: state.genesys_organization_id.clone(),
-        user_id: state.bot_user_id.clone(),
+        genesys_organization_id: state.genesys_organization_id.to_string(),
+        user_id: text(&state.bot_user_id),
         reason: EndReason::CustomerEnd,
         disconnect_type: customer.disconnect_type.clone(),
         ended_at: customer.at,
         episode: state.episode,
         transfers: state.transfers_until(customer.at),
         agent: state.last_agent_until(customer.at).map(summary),
-        correlation_id: customer.correlation_id.clone(),
+        correlation_id: text(&customer.correlation_id),
         decided_at_ms: now_ms,
     }
 }

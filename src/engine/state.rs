@@ -1,16 +1,17 @@
 //! What the engine remembers about one conversation, and the queries the rules ask of it.
 
+use super::compact::CompactId;
 use super::fingerprint::{self, SeenSet};
 use crate::genesys::DisconnectType;
 use serde::{Deserialize, Serialize};
 
 /// One conversation's state. Holds only the open episode's events, the last end, and the
 /// fingerprints needed to spot duplicates, so it stays small however long the conversation runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationState {
-    pub genesys_organization_id: String,
+    pub genesys_organization_id: CompactId,
     /// The bot platform's Open Messaging user (`addressTo`/`addressFrom`).
-    pub bot_user_id: Option<String>,
+    pub bot_user_id: Option<CompactId>,
     /// Number of the open episode, from 1.
     pub episode: u32,
     /// The last decided end, if any.
@@ -34,13 +35,13 @@ pub struct LastEnd {
 }
 
 /// One agent's part in the conversation: from being offered it to wrap-up.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leg {
     /// `sessionId`, or `participantId` when the event has no session.
-    pub key: String,
-    pub participant_id: Option<String>,
-    pub user_id: Option<String>,
-    pub queue_id: Option<String>,
+    pub key: CompactId,
+    pub participant_id: Option<CompactId>,
+    pub user_id: Option<CompactId>,
+    pub queue_id: Option<CompactId>,
     pub started_at: Option<i64>,
     pub end: Option<LegEnd>,
     pub acw: Option<LegAcw>,
@@ -51,26 +52,26 @@ pub struct LegEnd {
     pub at: i64,
     pub disconnect_type: Option<DisconnectType>,
     pub interacting_duration_ms: Option<i64>,
-    pub correlation_id: Option<String>,
+    pub correlation_id: Option<CompactId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegAcw {
     pub at: i64,
-    pub wrapup_code: Option<String>,
+    pub wrapup_code: Option<CompactId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerEnd {
     pub at: i64,
-    pub leg: String,
+    pub leg: CompactId,
     pub disconnect_type: Option<DisconnectType>,
-    pub correlation_id: Option<String>,
+    pub correlation_id: Option<CompactId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Candidate {
-    pub leg: String,
+    pub leg: CompactId,
     /// eventTime of the candidate's final `user.end`.
     pub end_at: i64,
     /// Wall-clock time (epoch ms) at which the grace window closes.
@@ -108,10 +109,15 @@ impl LegEnd {
 }
 
 impl Leg {
-    pub fn new(key: String) -> Self {
+    pub fn new(key: CompactId) -> Self {
         Self {
             key,
-            ..Self::default()
+            participant_id: None,
+            user_id: None,
+            queue_id: None,
+            started_at: None,
+            end: None,
+            acw: None,
         }
     }
 
@@ -148,11 +154,16 @@ impl Leg {
 }
 
 impl ConversationState {
-    pub fn new(genesys_organization_id: impl Into<String>) -> Self {
+    pub fn new(genesys_organization_id: &str) -> Self {
         Self {
-            genesys_organization_id: genesys_organization_id.into(),
+            genesys_organization_id: CompactId::new(genesys_organization_id),
+            bot_user_id: None,
             episode: 1,
-            ..Self::default()
+            last_end: None,
+            legs: Vec::new(),
+            customer_ends: Vec::new(),
+            candidate: None,
+            seen: SeenSet::default(),
         }
     }
 
@@ -162,18 +173,20 @@ impl ConversationState {
     }
 
     pub fn leg_mut(&mut self, key: &str) -> &mut Leg {
-        let index = match self.legs.iter().position(|leg| leg.key == key) {
+        let index = match self.legs.iter().position(|leg| leg.key.is(key)) {
             Some(index) => index,
             None => {
-                self.legs.push(Leg::new(key.to_owned()));
+                // Exact growth: most conversations have one or two legs.
+                self.legs.reserve_exact(1);
+                self.legs.push(Leg::new(CompactId::new(key)));
                 self.legs.len() - 1
             }
         };
         &mut self.legs[index]
     }
 
-    pub fn leg(&self, key: &str) -> Option<&Leg> {
-        self.legs.iter().find(|leg| leg.key == key)
+    pub fn leg(&self, key: &CompactId) -> Option<&Leg> {
+        self.legs.iter().find(|leg| &leg.key == key)
     }
 
     /// Any agent `user.start` or `user.end` in the open episode.
@@ -258,7 +271,7 @@ impl ConversationState {
             episode: self.episode,
             closed_legs: closed
                 .iter()
-                .map(|leg| fingerprint::leg(&leg.key))
+                .map(|leg| leg.key.with_str(fingerprint::leg))
                 .collect(),
         });
         self.episode += 1;

@@ -3,14 +3,14 @@
 use super::{
     Delivery, DeliveryStatus, Settlement, Store, StoreCounts, StoreError, Transition, TransitionFn,
 };
-use crate::engine::ConversationState;
+use crate::engine::{CompactId, ConversationState};
 use crate::genesys::ConversationKey;
 use async_trait::async_trait;
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Independent locks, so that events of different conversations rarely wait for each other.
 const SHARDS: usize = 64;
@@ -19,6 +19,23 @@ struct Entry {
     state: ConversationState,
     expires_at_ms: u64,
 }
+
+/// A conversation's key as this store holds it: the organisation interned (one allocation per
+/// organisation, not per conversation) and the conversation id compact (a UUID in 16 bytes).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct MemKey {
+    organisation: Arc<str>,
+    conversation: CompactId,
+}
+
+impl MemKey {
+    fn conversation_key(&self) -> ConversationKey {
+        ConversationKey::new(&*self.organisation, self.conversation.to_string())
+    }
+}
+
+/// Entries are boxed so that the map's slots, most of them empty at any load factor, stay small.
+type Shard = HashMap<MemKey, Box<Entry>>;
 
 #[derive(Default)]
 struct Outbox {
@@ -30,7 +47,8 @@ struct Outbox {
 }
 
 pub struct MemoryStore {
-    shards: Box<[Mutex<HashMap<ConversationKey, Entry>>]>,
+    shards: Box<[Mutex<Shard>]>,
+    organisations: RwLock<HashSet<Arc<str>>>,
     hasher: RandomState,
     /// (due time, conversation) of every open grace window.
     timers: Mutex<BTreeSet<(u64, ConversationKey)>>,
@@ -51,6 +69,7 @@ impl MemoryStore {
     pub fn new(ttl_ms: u64, max_conversations: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            organisations: RwLock::default(),
             hasher: RandomState::new(),
             timers: Mutex::default(),
             outbox: Mutex::default(),
@@ -60,9 +79,35 @@ impl MemoryStore {
         }
     }
 
-    fn shard(&self, key: &ConversationKey) -> &Mutex<HashMap<ConversationKey, Entry>> {
+    fn shard(&self, key: &ConversationKey) -> &Mutex<Shard> {
         let index = self.hasher.hash_one(key) as usize % SHARDS;
         &self.shards[index]
+    }
+
+    fn mem_key(&self, key: &ConversationKey) -> MemKey {
+        let name = key.organisation_id.as_str();
+        let known = self
+            .organisations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        let organisation = known.unwrap_or_else(|| {
+            let mut organisations = self
+                .organisations
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let interned: Arc<str> = organisations
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| name.into());
+            organisations.insert(Arc::clone(&interned));
+            interned
+        });
+        MemKey {
+            organisation,
+            conversation: CompactId::new(key.conversation_id.as_str()),
+        }
     }
 
     fn move_timer(&self, key: &ConversationKey, old: Option<u64>, new: Option<u64>) {
@@ -99,13 +144,14 @@ impl Store for MemoryStore {
         now_ms: u64,
         transition: &mut TransitionFn<'_>,
     ) -> Result<(), StoreError> {
+        let mem_key = self.mem_key(key);
         let mut shard = lock(self.shard(key));
         let current = shard
-            .get(key)
+            .get(&mem_key)
             .filter(|entry| entry.expires_at_ms > now_ms)
             .map(|entry| entry.state.clone());
         let old_wake = current.as_ref().and_then(ConversationState::wake_at_ms);
-        let is_new = !shard.contains_key(key);
+        let is_new = !shard.contains_key(&mem_key);
         if is_new && self.conversations.load(Ordering::Relaxed) >= self.max_conversations {
             return Err(StoreError::Full(self.max_conversations));
         }
@@ -114,18 +160,19 @@ impl Store for MemoryStore {
         };
         self.move_timer(key, old_wake, state.wake_at_ms());
         self.enqueue(ends.into_iter().map(|n| Delivery::new(n, now_ms)).collect());
-        let entry = Entry {
+        let entry = Box::new(Entry {
             state,
             expires_at_ms: now_ms.saturating_add(self.ttl_ms),
-        };
-        if shard.insert(key.clone(), entry).is_none() {
+        });
+        if shard.insert(mem_key, entry).is_none() {
             self.conversations.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
 
     async fn load(&self, key: &ConversationKey) -> Result<Option<ConversationState>, StoreError> {
-        Ok(lock(self.shard(key)).get(key).map(|e| e.state.clone()))
+        let mem_key = self.mem_key(key);
+        Ok(lock(self.shard(key)).get(&mem_key).map(|e| e.state.clone()))
     }
 
     async fn due_timers(
@@ -272,7 +319,7 @@ impl Store for MemoryStore {
                 let keep = entry.expires_at_ms > now_ms;
                 if !keep {
                     if let Some(due) = entry.state.wake_at_ms() {
-                        lock(&self.timers).remove(&(due, key.clone()));
+                        lock(&self.timers).remove(&(due, key.conversation_key()));
                     }
                 }
                 keep

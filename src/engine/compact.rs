@@ -1,0 +1,157 @@
+//! Small identifiers. Genesys ids are UUIDs: kept as 16 bytes inline instead of a 36-byte string on
+//! the heap, they take a third of the memory of a conversation's state. Anything that is not a
+//! canonical lowercase UUID is kept as text, so every id reads back exactly as it came in.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CompactId {
+    Uuid([u8; 16]),
+    Text(Box<str>),
+}
+
+const UUID_LEN: usize = 36;
+const DASHES: [usize; 4] = [8, 13, 18, 23];
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// The 16 bytes of a canonical lowercase UUID (`8-4-4-4-12`), or `None`.
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != UUID_LEN || DASHES.iter().any(|&i| bytes[i] != b'-') {
+        return None;
+    }
+    let mut digits = bytes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !DASHES.contains(i))
+        .map(|(_, b)| *b);
+    let mut out = [0u8; 16];
+    for slot in &mut out {
+        let high = hex_value(digits.next()?)?;
+        let low = hex_value(digits.next()?)?;
+        *slot = high << 4 | low;
+    }
+    Some(out)
+}
+
+impl CompactId {
+    pub fn new(text: &str) -> Self {
+        match parse_uuid(text) {
+            Some(bytes) => CompactId::Uuid(bytes),
+            None => CompactId::Text(text.into()),
+        }
+    }
+
+    /// Whether this id reads as `text`, without allocating.
+    pub fn is(&self, text: &str) -> bool {
+        match self {
+            CompactId::Text(own) => &**own == text,
+            CompactId::Uuid(bytes) => parse_uuid(text).as_ref() == Some(bytes),
+        }
+    }
+
+    /// Runs `f` on the id's text (a UUID is written to a stack buffer, not the heap).
+    pub fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            CompactId::Text(own) => f(own),
+            CompactId::Uuid(bytes) => {
+                let mut buffer = [0u8; UUID_LEN];
+                let mut at = 0;
+                for (i, byte) in bytes.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        buffer[at] = b'-';
+                        at += 1;
+                    }
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    buffer[at] = HEX[usize::from(byte >> 4)];
+                    buffer[at + 1] = HEX[usize::from(byte & 0xf)];
+                    at += 2;
+                }
+                f(std::str::from_utf8(&buffer).expect("hex digits and dashes"))
+            }
+        }
+    }
+}
+
+impl From<&str> for CompactId {
+    fn from(text: &str) -> Self {
+        CompactId::new(text)
+    }
+}
+
+impl fmt::Display for CompactId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.with_str(|text| f.write_str(text))
+    }
+}
+
+impl fmt::Debug for CompactId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.with_str(|text| write!(f, "{text:?}"))
+    }
+}
+
+impl Serialize for CompactId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.with_str(|text| serializer.serialize_str(text))
+    }
+}
+
+impl<'de> Deserialize<'de> for CompactId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(CompactId::new(&text))
+    }
+}
+
+/// `Option<&String>` as an optional compact id.
+pub fn compact(text: &Option<String>) -> Option<CompactId> {
+    text.as_deref().map(CompactId::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_inline_and_read_back_exactly() {
+        let text = "8a1b2c3d-4e5f-4a6b-9c7d-0e1f2a3b4c5d";
+        let id = CompactId::new(text);
+        assert!(matches!(id, CompactId::Uuid(_)));
+        assert_eq!(id.to_string(), text);
+        assert!(id.is(text));
+        assert!(!id.is("8a1b2c3d-4e5f-4a6b-9c7d-0e1f2a3b4c5e"));
+        assert_eq!(std::mem::size_of::<CompactId>(), 24);
+    }
+
+    #[test]
+    fn anything_else_is_kept_as_text() {
+        for text in [
+            "cognigy-user-5f0d8c2e",
+            "8A1B2C3D-4E5F-4A6B-9C7D-0E1F2A3B4C5D",
+            "",
+            "8a1b2c3d4e5f4a6b9c7d0e1f2a3b4c5d00000",
+        ] {
+            let id = CompactId::new(text);
+            assert!(matches!(id, CompactId::Text(_)), "{text}");
+            assert_eq!(id.to_string(), text);
+            assert!(id.is(text));
+        }
+    }
+
+    #[test]
+    fn serialises_as_the_original_string() {
+        let id = CompactId::new("0e9d8c7b-6a59-4483-9271-605f4e3d2c1b");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"0e9d8c7b-6a59-4483-9271-605f4e3d2c1b\"");
+        assert_eq!(serde_json::from_str::<CompactId>(&json).unwrap(), id);
+    }
+}
