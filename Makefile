@@ -24,6 +24,7 @@ validate-deploy:
 ## The whole benchmark (a few minutes): writes BENCHMARKS.md and bench-results.json.
 bench:
 	scripts/ensure-redis-server
+	scripts/ensure-package wrk wrk "the benchmark compares with a lighter load generator"
 	cargo bench --locked --bench load
 
 ## A short run that checks correctness only (CI).

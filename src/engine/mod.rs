@@ -117,9 +117,7 @@ impl Engine {
         event: &ConversationEvent,
         now_ms: u64,
     ) -> Applied {
-        state
-            .seen
-            .forget_before(now_ms.saturating_sub(DEDUP_MEMORY_MS));
+        state.seen.rotate(now_ms, DEDUP_MEMORY_MS);
         let leg_key = leg_key(event);
         let by_id = fingerprint::envelope_id(&event.envelope_id);
         let by_content = fingerprint::content(event.topic, leg_key, event.event_time);
