@@ -60,8 +60,16 @@ async fn main() {
         return baseline_server().await;
     }
     let plan = Plan::new(args.iter().any(|a| a == "--smoke"));
-    let results = run_all(plan).await;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if args.iter().any(|a| a == "--report-only") {
+        // Rewrites BENCHMARKS.md from the last bench-results.json (e.g. after editing NOTES.md).
+        let text = std::fs::read_to_string(root.join("bench-results.json"))
+            .expect("a previous run's bench-results.json");
+        let results: Value = serde_json::from_str(&text).expect("bench-results.json parses");
+        std::fs::write(root.join("BENCHMARKS.md"), report(&results)).unwrap();
+        return;
+    }
+    let results = run_all(plan).await;
     let out = if plan.smoke {
         root.join("target").join("bench-smoke")
     } else {
@@ -724,7 +732,8 @@ fn report(r: &Value) -> String {
                 f(&["ratio_memory_to_baseline"]),
                 f(&["wrk", "ratio"])
             ),
-            f(&["ratio_memory_to_baseline"]) >= 0.6,
+            f(&["ratio_memory_to_baseline"]) >= 0.6
+                && (f(&["wrk", "ratio"]) >= 0.6 || r["wrk"]["ratio"].is_null()),
         ),
         (
             "Redis store: at least 10,000 events/s",
@@ -767,7 +776,15 @@ fn report(r: &Value) -> String {
     out.push_str(&format!("Machine: {}. Generator, service, baseline, fake Cognigy and redis-server all share it.\n\n", r["machine"].as_str().unwrap_or("")));
     out.push_str("## Targets\n\n| target | measured | |\n|---|---|---|\n");
     for (target, measured, ok) in &targets {
-        out.push_str(&format!("| {target} | {measured} | {} |\n", verdict(*ok)));
+        let verdict = if target.contains("0.6 of the baseline")
+            && !ok
+            && f(&["ratio_memory_to_baseline"]) >= 0.6
+        {
+            "met with the benchmark's generator, **missed** with wrk"
+        } else {
+            verdict(*ok)
+        };
+        out.push_str(&format!("| {target} | {measured} | {verdict} |\n"));
     }
     out.push_str("\n## Figures\n\n| run | events/s | p50 | p90 | p99 | max | errors |\n|---|---|---|---|---|---|---|\n");
     for (name, path) in [
