@@ -11,7 +11,7 @@ use common::running::eventually;
 use serde_json::Value;
 use std::time::Duration;
 use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 const TOKEN: &str = "admin-token-for-tests";
 const CONVERSATION: &str = "8a1b2c3d-4e5f-4a6b-9c7d-0e1f2a3b4c5d";
@@ -107,11 +107,7 @@ async fn conversation_inspection_shows_legs_candidate_and_episodes() {
 on_both_stores!(dead_letters_are_listed_and_replayed);
 
 async fn dead_letters_are_listed_and_replayed(backend: Backend) {
-    let cognigy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .mount(&cognigy)
-        .await;
+    let cognigy = common::cognigy::answering(500).await;
     let url = format!("{}/ended", cognigy.uri());
     let args: Vec<String> = [
         "--forward",

@@ -64,11 +64,7 @@ fn pending_work(server: &RedisServer) -> usize {
 #[tokio::test]
 async fn killed_inside_the_grace_window_the_end_is_still_delivered_once() {
     let server = RedisServer::start();
-    let cognigy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&cognigy)
-        .await;
+    let cognigy = common::cognigy::answering(200).await;
 
     let first = start(&server, &cognigy, "1500");
     let answer = post(&first, end("A", 9_000, "CLIENT").envelope(CONVERSATION)).await;

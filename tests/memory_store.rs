@@ -4,37 +4,16 @@ mod common;
 
 use common::events::{end, start};
 use common::harness::CONVERSATION;
+use common::store::apply;
 use handover_receiver::engine::{ConversationState, Engine};
 use handover_receiver::genesys::ConversationKey;
-use handover_receiver::store::{MemoryStore, Store, Transition};
+use handover_receiver::store::{MemoryStore, Store};
 use std::sync::Arc;
 
 const TTL_MS: u64 = 60_000;
 
 fn key(conversation: &str) -> ConversationKey {
     ConversationKey::new(common::events::ORG, conversation)
-}
-
-/// Applies one event through the store, as the HTTP handler does.
-async fn apply(
-    store: &MemoryStore,
-    engine: Engine,
-    spec: &common::events::Spec,
-    conversation: &str,
-    now: u64,
-) {
-    let event = spec.event(conversation);
-    store
-        .update(&event.key, now, &mut |current| {
-            let mut state = current.unwrap_or_else(|| Engine::initial_state(&event));
-            let applied = engine.apply(&mut state, &event, now);
-            Some(Transition {
-                state,
-                ends: applied.ends,
-            })
-        })
-        .await
-        .expect("memory store accepts");
 }
 
 #[tokio::test]
@@ -78,7 +57,7 @@ async fn one_conversations_updates_are_serialised() {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             let spec = start(&format!("L{leg}"), 1_000 + leg);
-            apply(&store, engine, &spec, CONVERSATION, 5).await;
+            apply(&*store, engine, &spec, CONVERSATION, 5).await;
         }));
     }
     for task in tasks {
@@ -97,7 +76,7 @@ async fn many_conversations_at_once_each_end_once() {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             apply(
-                &store,
+                &*store,
                 engine,
                 &end("A", 1_000, "CLIENT"),
                 &format!("c-{n}"),

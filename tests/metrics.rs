@@ -11,8 +11,6 @@ use handover_receiver::Service;
 use http_body_util::BodyExt;
 use std::time::Duration;
 use tower::ServiceExt;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 async fn scrape(service: &Service) -> String {
     let response = service
@@ -138,11 +136,7 @@ async fn counters_and_gauges_follow_the_events() {
 
 #[tokio::test]
 async fn forward_attempts_are_counted_and_timed() {
-    let cognigy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&cognigy)
-        .await;
+    let cognigy = common::cognigy::answering(404).await;
     let url = format!("{}/ended", cognigy.uri());
     let running = Running::start(&["--forward", "true", "--cognigy-url", &url]).await;
     running.post_spec(&customer_end(5_000), "c-1").await;

@@ -7,8 +7,6 @@ use common::running::{Running, eventually};
 use handover_receiver::metrics::NAMES;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn repo_file(path: &str) -> String {
     let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
@@ -32,11 +30,7 @@ fn names_in(expr: &str) -> BTreeSet<String> {
 
 /// Metric names (series names without labels) exported after real traffic of every kind.
 async fn exported() -> BTreeSet<String> {
-    let cognigy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&cognigy)
-        .await;
+    let cognigy = common::cognigy::answering(200).await;
     let url = format!("{}/ended", cognigy.uri());
     let running = Running::start(&["--forward", "true", "--cognigy-url", &url]).await;
     running.post_spec(&customer_end(5_000), "c-1").await;

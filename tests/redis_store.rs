@@ -8,36 +8,19 @@ use common::events::*;
 use common::redis_server::{RedisCluster, RedisServer};
 use common::running::{Running, eventually};
 use common::shuffle::deliveries;
+use common::store::apply;
 use handover_receiver::engine::Engine;
 use handover_receiver::genesys::ConversationKey;
 use handover_receiver::store::{RedisOptions, RedisStore, RedisTarget, Store, Transition};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 fn store(server: &RedisServer) -> RedisStore {
     RedisStore::connect(&RedisTarget::Single(server.url()), RedisOptions::default())
         .expect("store connects")
-}
-
-async fn apply(store: &RedisStore, spec: &Spec, conversation: &str, now: u64) {
-    let engine = Engine::new(10_000);
-    let event = spec.event(conversation);
-    store
-        .update(&event.key, now, &mut |current| {
-            let mut state = current.unwrap_or_else(|| Engine::initial_state(&event));
-            let applied = engine.apply(&mut state, &event, now);
-            Some(Transition {
-                state,
-                ends: applied.ends,
-            })
-        })
-        .await
-        .expect("redis store accepts");
 }
 
 #[tokio::test]
@@ -49,7 +32,8 @@ async fn concurrent_updates_from_two_replicas_never_overwrite_each_other() {
         let replica = Arc::clone(&replicas[leg % 2]);
         tasks.push(tokio::spawn(async move {
             apply(
-                &replica,
+                &*replica,
+                Engine::new(10_000),
                 &start(&format!("L{leg}"), 1_000 + leg as i64),
                 "shared",
                 5,
@@ -110,11 +94,7 @@ async fn two_replicas_on_a_redis_cluster_send_exactly_one_call_per_conversation(
 /// Conversations with transfers, posted in random order with duplicates, split at random between
 /// two replicas on the given store: every conversation gets exactly one call.
 async fn two_replicas_send_one_call_per_conversation(store: &[&str], conversations: usize) {
-    let cognigy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&cognigy)
-        .await;
+    let cognigy = common::cognigy::answering(200).await;
     let url = format!("{}/ended", cognigy.uri());
     let mut args = store.to_vec();
     args.extend([
@@ -248,7 +228,7 @@ async fn conversation_state_stays_small_and_every_key_expires() {
     for n in 0..CONVERSATIONS {
         let id = format!("8a1b2c3d-4e5f-4a6b-9c7d-{n:012}");
         for spec in conversation(n) {
-            apply(&store, &spec, &id, now).await;
+            apply(&store, engine, &spec, &id, now).await;
         }
     }
     let later = now + 10_001;
