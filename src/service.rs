@@ -3,7 +3,7 @@
 use crate::config::{Forwarding, Settings, StoreKind};
 use crate::engine::Engine;
 use crate::forward::{CognigyClient, CognigyTarget, DeliveryWorker, Sender};
-use crate::http::{self, ApiKeys, AppState, Passthrough};
+use crate::http::{self, ApiKeys, AppState, Passthrough, Shared};
 use crate::metrics::Metrics;
 use crate::store::{MemoryStore, RedisOptions, RedisStore, RedisTarget, Store, StoreError};
 use crate::timers::TimerWorker;
@@ -80,7 +80,7 @@ impl Service {
                 )
             }
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             store,
             engine: Engine::new(settings.end_grace_ms),
             filter: Arc::new(settings.filter.clone()),
@@ -107,7 +107,7 @@ impl Service {
                 .admin_token
                 .clone()
                 .map(|token| Arc::new(ApiKeys::new(vec![token]))),
-        };
+        });
         Ok(Self {
             state,
             sender: Arc::new(sender),

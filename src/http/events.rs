@@ -51,7 +51,7 @@ async fn handle_event(
             return Ok(ignored(reason.as_str()));
         }
     };
-    let applied = apply(app, &event).await?;
+    let (applied, wake_at) = apply(app, &event).await?;
     log_decision(&event, &applied);
     app.metrics
         .decision(applied.decision, applied.candidate_cancelled);
@@ -61,7 +61,11 @@ async fn handle_event(
     if !applied.ends.is_empty() {
         app.delivery_wake.notify_one();
     }
-    app.timer_wake.notify_one();
+    // Waking the timer worker costs a thread wake-up: only when a grace window is open (the worker
+    // also polls, so a window opened elsewhere is never missed).
+    if wake_at.is_some() {
+        app.timer_wake.notify_one();
+    }
 
     let topic = event.topic.as_str();
     Ok(match applied.decision {
@@ -86,8 +90,11 @@ async fn handle_event(
 }
 
 /// Runs the engine on the conversation's state through the store; returns what the committed
-/// run decided.
-async fn apply(app: &AppState, event: &ConversationEvent) -> Result<Applied, ApiError> {
+/// run decided, and when the conversation's grace window closes (if one is open).
+async fn apply(
+    app: &AppState,
+    event: &ConversationEvent,
+) -> Result<(Applied, Option<u64>), ApiError> {
     let now = now_ms();
     let engine = app.engine;
     let mut outcome = None;
@@ -96,7 +103,7 @@ async fn apply(app: &AppState, event: &ConversationEvent) -> Result<Applied, Api
             let mut state = current.unwrap_or_else(|| Engine::initial_state(event));
             let applied = engine.apply(&mut state, event, now);
             let ends = applied.ends.clone();
-            outcome = Some(applied);
+            outcome = Some((applied, state.wake_at_ms()));
             Some(Transition { state, ends })
         })
         .await?;

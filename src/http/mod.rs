@@ -29,9 +29,25 @@ use tower_http::trace::TraceLayer;
 
 pub const EVENTS_PATH: &str = "/handover/genesysCloudOM";
 
-/// What the handlers share.
+/// What the handlers share. One `Arc`: axum clones the state for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub engine: Engine,
     pub filter: Arc<EventFilter>,
