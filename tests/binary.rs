@@ -192,3 +192,50 @@ fn healthcheck_exits_0_against_a_live_service_and_1_otherwise() {
         .unwrap();
     assert!(!dead.success());
 }
+
+#[test]
+fn pretty_log_format_writes_human_lines_not_json() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = command(&[
+        ("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY),
+        ("HANDOVER_LISTEN_ADDR", &format!("127.0.0.1:{port}")),
+        ("HANDOVER_LOG_FORMAT", "pretty"),
+        ("NO_COLOR", "1"),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .expect("binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let shadow = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a shadow-mode line in pretty format");
+        if line.contains("SHADOW MODE") {
+            break line;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !shadow.trim_start().starts_with('{'),
+        "pretty format wrote JSON: {shadow}"
+    );
+    assert!(shadow.contains("WARN"), "{shadow}");
+    assert!(serde_json::from_str::<serde_json::Value>(&shadow).is_err());
+}
