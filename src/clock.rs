@@ -9,19 +9,86 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Epoch milliseconds as RFC 3339 with milliseconds: `2025-11-04T10:15:41.873Z`.
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Epoch milliseconds as RFC 3339 with milliseconds: `2025-11-04T10:15:41.873Z`. Total: any
+/// `i64` formats (years beyond 9999 or before 0 with a sign, as ISO 8601's expanded years), so
+/// that no time from the network can panic a log line, a forward body or the admin view.
 pub fn rfc3339_millis(epoch_ms: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(epoch_ms.max(0) as u64);
-    humantime::format_rfc3339_millis(time).to_string()
+    let days = epoch_ms.div_euclid(MS_PER_DAY);
+    let in_day = epoch_ms.rem_euclid(MS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    let year = if (0..=9_999).contains(&year) {
+        format!("{year:04}")
+    } else {
+        format!("{year:+05}")
+    };
+    format!(
+        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1_000 % 60,
+        in_day % 1_000
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
+/// Hinnant's `civil_from_days`), in i128 so that no input overflows.
+fn civil_from_days(days: i64) -> (i128, u32, u32) {
+    let z = i128::from(days) + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i128::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::rfc3339_millis;
+
     #[test]
     fn formats_event_times_as_genesys_does() {
         assert_eq!(
-            super::rfc3339_millis(1_762_251_341_873),
+            rfc3339_millis(1_762_251_341_873),
             "2025-11-04T10:15:41.873Z"
         );
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn agrees_with_humantime_over_its_whole_range() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..20_000 {
+            let ms = rng.i64(0..253_402_300_800_000);
+            let expected = humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64),
+            )
+            .to_string();
+            assert_eq!(rfc3339_millis(ms), expected, "{ms}");
+        }
+    }
+
+    #[test]
+    fn absurd_times_format_without_panicking() {
+        assert_eq!(
+            rfc3339_millis(253_402_300_800_000),
+            "+10000-01-01T00:00:00.000Z"
+        );
+        for ms in [i64::MIN, i64::MIN + 1, -62_135_596_800_001, i64::MAX] {
+            let text = rfc3339_millis(ms);
+            assert!(text.ends_with('Z'), "{text}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Settings: every one an environment variable and a command-line flag (`--help` lists them).
 
-use crate::forward::{ForwardFormat, RetryPolicy};
+use crate::forward::{CognigyUrl, ForwardFormat, RetryPolicy, UrlTemplateError};
 use crate::genesys::EventFilter;
 use clap::Parser;
 use clap::builder::BoolishValueParser;
@@ -11,7 +11,12 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub const API_KEY_ENV: &str = "GENESYS_EVENTBRIDGE_HANDOVER_API_KEY";
+pub const API_KEY_PREVIOUS_ENV: &str = "GENESYS_EVENTBRIDGE_HANDOVER_API_KEY_PREVIOUS";
+pub const ADMIN_TOKEN_ENV: &str = "HANDOVER_ADMIN_TOKEN";
 pub const FORWARD_FLAG_ENV: &str = "FEATURE_USE_GENESYS_OM_HTTP_END_HANDOVER_REQUEST";
+/// Shortest and longest accepted secret (API keys, admin token).
+pub const SECRET_MIN_CHARS: usize = 12;
+pub const SECRET_MAX_CHARS: usize = 512;
 const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
 
 /// Receives Genesys Cloud conversation events from Amazon EventBridge and tells Cognigy.AI when
@@ -27,11 +32,7 @@ pub struct Cli {
     pub api_key: Option<String>,
 
     /// A second accepted key while the key is being rotated.
-    #[arg(
-        long,
-        env = "GENESYS_EVENTBRIDGE_HANDOVER_API_KEY_PREVIOUS",
-        hide_env_values = true
-    )]
+    #[arg(long, env = API_KEY_PREVIOUS_ENV, hide_env_values = true)]
     pub api_key_previous: Option<String>,
 
     /// Forward ends to Cognigy; otherwise shadow mode: decide and log, send nothing.
@@ -72,7 +73,7 @@ pub struct Cli {
     pub metrics_addr: Option<SocketAddr>,
 
     /// Enables the /admin routes, which then need `Authorization: Bearer <token>`.
-    #[arg(long, env = "HANDOVER_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = ADMIN_TOKEN_ENV, hide_env_values = true)]
     pub admin_token: Option<String>,
 
     /// Relay Open Messaging webhooks (signed, no API key) arriving on the events path to this URL.
@@ -168,6 +169,39 @@ pub struct Cli {
     /// How long an end is retried before it becomes a dead letter, in seconds.
     #[arg(long, env = "HANDOVER_DELIVERY_GIVE_UP_SECS", default_value_t = 86_400)]
     pub delivery_give_up_secs: u64,
+
+    /// Largest accepted lead of an event's eventTime over this clock, in milliseconds; further
+    /// ahead is refused with 400 event_time_out_of_range.
+    #[arg(long, env = "HANDOVER_MAX_FUTURE_MS", default_value_t = 300_000)]
+    pub max_future_ms: u64,
+
+    /// Agent legs one conversation may have; an event that would open one more is ignored.
+    #[arg(long, env = "HANDOVER_MAX_LEGS", default_value_t = 200)]
+    pub max_legs: usize,
+
+    /// Time a client has to send a request's head, in milliseconds.
+    #[arg(
+        long,
+        env = "HANDOVER_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub header_read_timeout_ms: u64,
+
+    /// Idle keep-alive connections are closed after this many seconds.
+    #[arg(long, env = "HANDOVER_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Connections open at once; more wait in the kernel's backlog.
+    #[arg(long, env = "HANDOVER_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Calls to Cognigy in flight at once.
+    #[arg(long, env = "HANDOVER_DELIVERY_CONCURRENCY", default_value_t = 32)]
+    pub delivery_concurrency: usize,
+
+    /// Calls in flight to one resolved Cognigy URL at once, so a hung tenant delays no other.
+    #[arg(long, env = "HANDOVER_DELIVERY_PER_DESTINATION", default_value_t = 8)]
+    pub delivery_per_destination: usize,
 }
 
 /// What to do; `serve` when none is given. The settings above apply to `serve` and
@@ -215,7 +249,7 @@ pub enum StoreKind {
 pub enum Forwarding {
     Shadow,
     Cognigy {
-        url_template: String,
+        url: CognigyUrl,
         authorization: Option<SecretString>,
         format: ForwardFormat,
         timeout: Duration,
@@ -243,6 +277,24 @@ pub struct Settings {
     pub max_in_flight: usize,
     pub max_conversations: usize,
     pub retry: RetryPolicy,
+    pub max_legs: usize,
+    pub connections: ConnectionLimits,
+    pub delivery: DeliveryLimits,
+}
+
+/// What one client connection may take (spec 8.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// How many calls to Cognigy run at once (spec 8.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryLimits {
+    pub concurrency: usize,
+    pub per_destination: usize,
 }
 
 /// A setting that makes the service refuse to start. Each names its variable.
@@ -254,8 +306,10 @@ pub enum ConfigError {
     MissingApiKey,
     #[error("HANDOVER_COGNIGY_URL is required when {FORWARD_FLAG_ENV}=true")]
     MissingCognigyUrl,
-    #[error("HANDOVER_COGNIGY_URL is not an http(s) URL: {0}")]
-    InvalidCognigyUrl(String),
+    #[error("HANDOVER_COGNIGY_URL {0}")]
+    InvalidCognigyUrl(UrlTemplateError),
+    #[error("{name} {problem}")]
+    BadSecret { name: &'static str, problem: String },
     #[error("HANDOVER_STORE must be `memory` or a redis:// or rediss:// URL")]
     UnknownStore,
     #[error("HANDOVER_PASSTHROUGH_URL is not an http(s) URL")]
@@ -294,48 +348,49 @@ impl Settings {
                 "event".to_owned(),
             ),
             Forwarding::Cognigy {
-                url_template,
+                url,
                 authorization,
                 format,
                 ..
             } => (
                 "true",
-                // Only scheme, host and path: a query string may carry a token.
-                url_template
-                    .split('?')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
+                // Never the query (it may carry a token); user information is refused at start.
+                url.redacted(),
                 secret(authorization.is_some()),
                 format!("{format:?}").to_lowercase(),
             ),
         };
-        let store = match &self.store {
-            StoreKind::Memory => "memory".to_owned(),
-            StoreKind::Redis { cluster, .. } => {
+        let cognigy_timeout_ms = match &self.forwarding {
+            Forwarding::Shadow => "<unused>".to_owned(),
+            Forwarding::Cognigy { timeout, .. } => timeout.as_millis().to_string(),
+        };
+        let (store, redis_timeout_ms) = match &self.store {
+            StoreKind::Memory => ("memory".to_owned(), "<unused>".to_owned()),
+            StoreKind::Redis {
+                cluster, timeout, ..
+            } => (
                 format!(
                     "redis (URL <set>{})",
                     if *cluster { ", cluster" } else { "" }
-                )
-            }
+                ),
+                timeout.as_millis().to_string(),
+            ),
         };
         vec![
             (API_KEY_ENV, secret(true)),
-            (
-                "GENESYS_EVENTBRIDGE_HANDOVER_API_KEY_PREVIOUS",
-                secret(self.api_keys.len() > 1),
-            ),
+            (API_KEY_PREVIOUS_ENV, secret(self.api_keys.len() > 1)),
             (FORWARD_FLAG_ENV, forward.to_owned()),
             ("HANDOVER_COGNIGY_URL", url),
             ("HANDOVER_COGNIGY_AUTHORIZATION", authorization),
             ("HANDOVER_FORWARD_FORMAT", format),
+            ("HANDOVER_COGNIGY_TIMEOUT_MS", cognigy_timeout_ms),
             ("HANDOVER_LISTEN_ADDR", self.listen_addr.to_string()),
             (
                 "HANDOVER_METRICS_ADDR",
                 self.metrics_addr
                     .map_or("<main listener>".into(), |a| a.to_string()),
             ),
-            ("HANDOVER_ADMIN_TOKEN", secret(self.admin_token.is_some())),
+            (ADMIN_TOKEN_ENV, secret(self.admin_token.is_some())),
             (
                 "HANDOVER_PASSTHROUGH_URL",
                 secret(self.passthrough_url.is_some()),
@@ -345,6 +400,7 @@ impl Settings {
                 secret(self.om_webhook_secret.is_some()),
             ),
             ("HANDOVER_STORE", store),
+            ("HANDOVER_REDIS_TIMEOUT_MS", redis_timeout_ms),
             ("HANDOVER_END_GRACE_MS", self.end_grace_ms.to_string()),
             (
                 "HANDOVER_ALLOWED_ORGANISATIONS",
@@ -382,21 +438,55 @@ impl Settings {
                 "HANDOVER_DELIVERY_GIVE_UP_SECS",
                 (self.retry.give_up_after_ms / 1_000).to_string(),
             ),
+            (
+                "HANDOVER_MAX_FUTURE_MS",
+                self.filter.max_future_ms.to_string(),
+            ),
+            ("HANDOVER_MAX_LEGS", self.max_legs.to_string()),
+            (
+                "HANDOVER_HEADER_READ_TIMEOUT_MS",
+                self.connections.header_read_timeout.as_millis().to_string(),
+            ),
+            (
+                "HANDOVER_IDLE_TIMEOUT_SECS",
+                self.connections.idle_timeout.as_secs().to_string(),
+            ),
+            (
+                "HANDOVER_MAX_CONNECTIONS",
+                self.connections.max_connections.to_string(),
+            ),
+            (
+                "HANDOVER_DELIVERY_CONCURRENCY",
+                self.delivery.concurrency.to_string(),
+            ),
+            (
+                "HANDOVER_DELIVERY_PER_DESTINATION",
+                self.delivery.per_destination.to_string(),
+            ),
         ]
     }
 }
 
 impl Cli {
     pub fn settings(self) -> Result<Settings, ConfigError> {
+        if self.api_key.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::MissingApiKey);
+        }
+        for (name, value) in [
+            (API_KEY_ENV, &self.api_key),
+            (API_KEY_PREVIOUS_ENV, &self.api_key_previous),
+            (ADMIN_TOKEN_ENV, &self.admin_token),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
+                check_secret(value).map_err(|problem| ConfigError::BadSecret { name, problem })?;
+            }
+        }
         let api_keys: Vec<SecretString> = [self.api_key.clone(), self.api_key_previous.clone()]
             .into_iter()
             .flatten()
             .filter(|key| !key.is_empty())
             .map(SecretString::from)
             .collect();
-        if self.api_key.as_deref().is_none_or(str::is_empty) {
-            return Err(ConfigError::MissingApiKey);
-        }
         let forwarding = self.forwarding()?;
         let admin_token = self.admin_token.clone().filter(|token| !token.is_empty());
         if admin_token.as_ref().is_some_and(|token| {
@@ -454,6 +544,21 @@ impl Cli {
             ("HANDOVER_COGNIGY_TIMEOUT_MS", self.cognigy_timeout_ms),
             ("HANDOVER_REDIS_TIMEOUT_MS", self.redis_timeout_ms),
             ("HANDOVER_RETRY_BASE_MS", self.retry_base_ms),
+            ("HANDOVER_MAX_LEGS", self.max_legs as u64),
+            (
+                "HANDOVER_HEADER_READ_TIMEOUT_MS",
+                self.header_read_timeout_ms,
+            ),
+            ("HANDOVER_IDLE_TIMEOUT_SECS", self.idle_timeout_secs),
+            ("HANDOVER_MAX_CONNECTIONS", self.max_connections as u64),
+            (
+                "HANDOVER_DELIVERY_CONCURRENCY",
+                self.delivery_concurrency as u64,
+            ),
+            (
+                "HANDOVER_DELIVERY_PER_DESTINATION",
+                self.delivery_per_destination as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -476,6 +581,7 @@ impl Cli {
             filter: EventFilter {
                 allowed_organisations,
                 message_types,
+                max_future_ms: self.max_future_ms,
             },
             state_ttl: Duration::from_secs(self.state_ttl_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
@@ -489,6 +595,16 @@ impl Cli {
                 max_ms: self.retry_max_ms.max(self.retry_base_ms),
                 give_up_after_ms: self.delivery_give_up_secs.saturating_mul(1_000),
             },
+            max_legs: self.max_legs,
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                max_connections: self.max_connections,
+            },
+            delivery: DeliveryLimits {
+                concurrency: self.delivery_concurrency,
+                per_destination: self.delivery_per_destination.min(self.delivery_concurrency),
+            },
         })
     }
 
@@ -501,19 +617,10 @@ impl Cli {
             .clone()
             .filter(|url| !url.trim().is_empty())
             .ok_or(ConfigError::MissingCognigyUrl)?;
-        let probe = url.replace("{organisationId}", "organisation");
-        match reqwest::Url::parse(&probe) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
-            // The parser's message never echoes the URL (it may carry a token).
-            Ok(_) => {
-                return Err(ConfigError::InvalidCognigyUrl(
-                    "scheme must be http or https".into(),
-                ));
-            }
-            Err(error) => return Err(ConfigError::InvalidCognigyUrl(error.to_string())),
-        }
+        // The parser's message never echoes the URL (it may carry a token).
+        let url = CognigyUrl::parse(url.trim()).map_err(ConfigError::InvalidCognigyUrl)?;
         Ok(Forwarding::Cognigy {
-            url_template: url,
+            url,
             authorization: self
                 .cognigy_authorization
                 .clone()
@@ -525,9 +632,40 @@ impl Cli {
     }
 }
 
+/// Spec 8.7: 12 to 512 printable ASCII characters, no whitespace. The problem is said without
+/// the value. (A key with a trailing newline would never match EventBridge's header: every event
+/// would get 401 and EventBridge would de-authorize the connection.)
+pub fn check_secret(value: &str) -> Result<(), String> {
+    if value.ends_with('\n') || value.ends_with('\r') {
+        return Err("ends with a newline (remove it: e.g. `printf %s` instead of `echo`)".into());
+    }
+    if value.chars().any(char::is_whitespace) {
+        return Err("contains whitespace".into());
+    }
+    if !value.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("contains a character that is not printable ASCII".into());
+    }
+    let length = value.chars().count();
+    if length < SECRET_MIN_CHARS {
+        return Err(format!(
+            "is {length} characters long; at least {SECRET_MIN_CHARS} are needed"
+        ));
+    }
+    if length > SECRET_MAX_CHARS {
+        return Err(format!(
+            "is {length} characters long; at most {SECRET_MAX_CHARS} are allowed"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEY: &str = "current-key-0123456789";
+    const PREVIOUS: &str = "previous-key-0123456789";
+    const TOKEN: &str = "admin-token-0123456789";
 
     fn cli(args: &[&str]) -> Cli {
         let mut argv = vec!["handover-receiver"];
@@ -537,7 +675,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_spec() {
-        let settings = cli(&["--api-key", "k"]).settings().unwrap();
+        let settings = cli(&["--api-key", KEY]).settings().unwrap();
         assert!(matches!(settings.forwarding, Forwarding::Shadow));
         assert_eq!(settings.listen_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(settings.end_grace_ms, 10_000);
@@ -565,14 +703,14 @@ mod tests {
 
     #[test]
     fn forwarding_needs_a_url() {
-        let error = cli(&["--api-key", "k", "--forward", "true"])
+        let error = cli(&["--api-key", KEY, "--forward", "true"])
             .settings()
             .unwrap_err();
         assert_eq!(error, ConfigError::MissingCognigyUrl);
         assert!(error.to_string().contains("HANDOVER_COGNIGY_URL"));
         let error = cli(&[
             "--api-key",
-            "k",
+            KEY,
             "--forward",
             "true",
             "--cognigy-url",
@@ -583,7 +721,7 @@ mod tests {
         assert!(matches!(error, ConfigError::InvalidCognigyUrl(_)));
         let settings = cli(&[
             "--api-key",
-            "k",
+            KEY,
             "--forward",
             "true",
             "--cognigy-url",
@@ -598,7 +736,7 @@ mod tests {
     fn lists_are_trimmed_and_message_types_upper_cased() {
         let settings = cli(&[
             "--api-key",
-            "k",
+            KEY,
             "--allowed-organisations",
             "a, b ,",
             "--message-types",
@@ -620,7 +758,7 @@ mod tests {
     fn store_is_memory_or_a_redis_url() {
         let redis = cli(&[
             "--api-key",
-            "k",
+            KEY,
             "--store",
             "rediss://:pw@redis.example:6380/0",
         ]);
@@ -630,7 +768,7 @@ mod tests {
             !format!("{settings:?}").contains(":pw@"),
             "the Redis password printed"
         );
-        let error = cli(&["--api-key", "k", "--store", "postgres://x"])
+        let error = cli(&["--api-key", KEY, "--store", "postgres://x"])
             .settings()
             .unwrap_err();
         assert_eq!(error, ConfigError::UnknownStore);
@@ -638,23 +776,23 @@ mod tests {
 
     #[test]
     fn the_admin_token_must_not_be_an_eventbridge_key() {
-        let error = cli(&["--api-key", "k", "--admin-token", "k"])
+        let error = cli(&["--api-key", KEY, "--admin-token", KEY])
             .settings()
             .unwrap_err();
         assert_eq!(error, ConfigError::AdminTokenIsApiKey);
         let error = cli(&[
             "--api-key",
-            "k",
+            KEY,
             "--api-key-previous",
-            "p",
+            PREVIOUS,
             "--admin-token",
-            "p",
+            PREVIOUS,
         ])
         .settings()
         .unwrap_err();
         assert_eq!(error, ConfigError::AdminTokenIsApiKey);
         assert!(
-            cli(&["--api-key", "k", "--admin-token", "t"])
+            cli(&["--api-key", KEY, "--admin-token", TOKEN])
                 .settings()
                 .is_ok()
         );
@@ -677,5 +815,55 @@ mod tests {
         let printed = format!("{settings:?}");
         assert!(!printed.contains("super-secret-key"), "{printed}");
         assert!(!printed.contains("c2VjcmV0"), "{printed}");
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut argv = vec!["handover-receiver"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("arguments parse")
+    }
+
+    #[test]
+    fn secrets_must_be_12_to_512_printable_characters_without_whitespace() {
+        let good = "a-good-key-1234";
+        for (key, problem) in [
+            ("a-good-key-1234\n", "ends with a newline"),
+            ("a-good-key-1234\r\n", "ends with a newline"),
+            ("a-good key-1234", "contains whitespace"),
+            ("a-good-key-1234\u{7f}", "not printable ASCII"),
+            ("a-good-kéy-1234", "not printable ASCII"),
+            ("short-key", "at least 12"),
+        ] {
+            for flag in ["--api-key", "--api-key-previous", "--admin-token"] {
+                let mut args = vec![flag, key];
+                if flag != "--api-key" {
+                    args.extend(["--api-key", good]);
+                }
+                let error = cli(&args).settings().unwrap_err();
+                let text = error.to_string();
+                assert!(text.contains(problem), "{flag} {key:?}: {text}");
+                assert!(!text.contains(key.trim()), "the value is echoed: {text}");
+                let name = match flag {
+                    "--api-key" => API_KEY_ENV,
+                    "--api-key-previous" => API_KEY_PREVIOUS_ENV,
+                    _ => ADMIN_TOKEN_ENV,
+                };
+                assert!(text.starts_with(name), "{text}");
+            }
+        }
+        let long = "k".repeat(SECRET_MAX_CHARS + 1);
+        let error = cli(&["--api-key", &long]).settings().unwrap_err();
+        assert!(error.to_string().contains("at most 512"), "{error}");
+        assert!(
+            cli(&["--api-key", &"k".repeat(SECRET_MAX_CHARS)])
+                .settings()
+                .is_ok()
+        );
+        assert!(cli(&["--api-key", good]).settings().is_ok());
     }
 }

@@ -6,6 +6,7 @@
 //! - [`store`]: conversation state, grace-window timers and the outbox.
 //! - [`forward`]: the call to Cognigy and its delivery worker.
 //! - [`http`]: router, API key, handlers, status codes.
+//! - [`server`]: connections, with their timeouts and limit.
 //! - [`service`]: everything wired together, with the shutdown drain.
 
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod metrics;
 pub mod replay;
 pub mod report;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -27,6 +27,12 @@ const OPEN_WINDOWS: &str = "handover_open_grace_windows";
 const CONVERSATIONS: &str = "handover_conversations_tracked";
 const OUTBOX: &str = "handover_outbox_depth";
 const DEAD_LETTERS: &str = "handover_dead_letters";
+const UNAUTHORIZED: &str = "handover_unauthorized_total";
+const CONNECTIONS_OPEN: &str = "handover_connections_open";
+const CONNECTIONS_LIMITED: &str = "handover_connections_limited_total";
+const CONNECTIONS_TIMED_OUT: &str = "handover_connections_timed_out_total";
+const ACCEPT_ERRORS: &str = "handover_accept_errors_total";
+const LARGE_CONVERSATIONS: &str = "handover_conversations_too_large_total";
 
 /// Every metric family this service exports (histograms add `_bucket`, `_sum`, `_count`).
 pub const NAMES: &[&str] = &[
@@ -42,6 +48,12 @@ pub const NAMES: &[&str] = &[
     CONVERSATIONS,
     OUTBOX,
     DEAD_LETTERS,
+    UNAUTHORIZED,
+    CONNECTIONS_OPEN,
+    CONNECTIONS_LIMITED,
+    CONNECTIONS_TIMED_OUT,
+    ACCEPT_ERRORS,
+    LARGE_CONVERSATIONS,
 ];
 
 static METADATA: Metadata<'static> =
@@ -97,6 +109,26 @@ impl Metrics {
                 "State store operations that failed, by operation",
             ),
             (PASSTHROUGH, "Open Messaging webhooks relayed, by result"),
+            (
+                UNAUTHORIZED,
+                "Requests refused with 401, by caller (eventbridge: EventBridge's User-Agent; other)",
+            ),
+            (
+                CONNECTIONS_LIMITED,
+                "Times a new connection had to wait because HANDOVER_MAX_CONNECTIONS were open",
+            ),
+            (
+                CONNECTIONS_TIMED_OUT,
+                "Connections closed by a timeout, by limit (header_read_timeout, idle_timeout)",
+            ),
+            (
+                ACCEPT_ERRORS,
+                "Failed accepts (e.g. file descriptors exhausted); the listener retries",
+            ),
+            (
+                LARGE_CONVERSATIONS,
+                "Events ignored because their conversation reached HANDOVER_MAX_LEGS",
+            ),
         ];
         for (name, help) in counters {
             self.recorder
@@ -104,6 +136,7 @@ impl Metrics {
         }
         let gauges = [
             (OPEN_WINDOWS, "Grace windows open (end candidates waiting)"),
+            (CONNECTIONS_OPEN, "Client connections open"),
             (CONVERSATIONS, "Conversations held by the in-memory store"),
             (OUTBOX, "Ends waiting to be delivered to Cognigy"),
             (
@@ -143,6 +176,42 @@ impl Metrics {
         self.recorder
             .register_gauge(&Key::from_name(name), &METADATA)
             .set(value as f64);
+    }
+
+    /// A request refused with 401. Only EventBridge's count toward de-authorizing the
+    /// connection, so the alert that pages watches `caller="eventbridge"` alone.
+    pub fn unauthorized(&self, from_eventbridge: bool) {
+        let caller = if from_eventbridge {
+            "eventbridge"
+        } else {
+            "other"
+        };
+        self.increment(UNAUTHORIZED, vec![Label::new("caller", caller)]);
+    }
+
+    pub fn connections_limited(&self) {
+        self.increment(CONNECTIONS_LIMITED, Vec::new());
+    }
+
+    pub fn accept_error(&self) {
+        self.increment(ACCEPT_ERRORS, Vec::new());
+    }
+
+    pub fn connection_timed_out(&self, limit: &'static str) {
+        self.increment(CONNECTIONS_TIMED_OUT, vec![Label::new("limit", limit)]);
+    }
+
+    pub fn conversation_too_large(&self) {
+        self.increment(LARGE_CONVERSATIONS, Vec::new());
+    }
+
+    /// Counts an open connection until the returned guard is dropped.
+    pub fn connection_opened(&self) -> impl Drop + use<> {
+        let gauge = self
+            .recorder
+            .register_gauge(&Key::from_name(CONNECTIONS_OPEN), &METADATA);
+        gauge.increment(1.0);
+        OnDrop(Some(move || gauge.decrement(1.0)))
     }
 
     /// An event answered 2xx: `accepted`, `duplicate`, or `ignored` with its reason.
@@ -244,6 +313,16 @@ impl Metrics {
             return organisation.to_owned();
         }
         "other".to_owned()
+    }
+}
+
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(action) = self.0.take() {
+            action();
+        }
     }
 }
 

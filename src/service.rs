@@ -2,19 +2,22 @@
 
 use crate::config::{Forwarding, Settings, StoreKind};
 use crate::engine::Engine;
-use crate::forward::{CognigyClient, CognigyTarget, DeliveryWorker, Sender};
+use crate::forward::{CognigyClient, CognigyTarget, DeliveryWorker, Sender, Shadow};
 use crate::http::{self, ApiKeys, AppState, Passthrough, Shared};
 use crate::metrics::Metrics;
+use crate::server::{self, Shutdown};
 use crate::store::{MemoryStore, RedisOptions, RedisStore, RedisTarget, Store, StoreError};
 use crate::timers::TimerWorker;
 use secrecy::ExposeSecret;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// How often the drain looks whether work is left.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
@@ -32,7 +35,7 @@ pub enum ServiceError {
 /// The service's shared parts, ready to serve.
 pub struct Service {
     pub state: AppState,
-    sender: Arc<Sender>,
+    sender: Arc<dyn Sender>,
     settings: Settings,
 }
 
@@ -61,28 +64,28 @@ impl Service {
                 Arc::new(RedisStore::connect(&target, options)?)
             }
         };
-        let sender = match &settings.forwarding {
-            Forwarding::Shadow => Sender::Shadow,
+        let sender: Arc<dyn Sender> = match &settings.forwarding {
+            Forwarding::Shadow => Arc::new(Shadow),
             Forwarding::Cognigy {
-                url_template,
+                url,
                 authorization,
                 format,
                 timeout,
             } => {
                 let target = CognigyTarget {
-                    url_template: url_template.clone(),
+                    url: url.clone(),
                     authorization: authorization.clone(),
                     format: *format,
                     timeout: *timeout,
                 };
-                Sender::Cognigy(
+                Arc::new(
                     CognigyClient::new(target).map_err(|e| ServiceError::Client(e.to_string()))?,
                 )
             }
         };
         let state = AppState::new(Shared {
             store,
-            engine: Engine::new(settings.end_grace_ms),
+            engine: Engine::new(settings.end_grace_ms).with_max_legs(settings.max_legs),
             filter: Arc::new(settings.filter.clone()),
             api_keys: Arc::new(ApiKeys::new(settings.api_keys.clone())),
             timer_wake: Arc::new(Notify::new()),
@@ -110,7 +113,7 @@ impl Service {
         });
         Ok(Self {
             state,
-            sender: Arc::new(sender),
+            sender,
             settings,
         })
     }
@@ -119,7 +122,8 @@ impl Service {
         http::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then stops taking traffic and waits (bounded by
+    /// Serves until `shutdown` resolves, then stops taking traffic, lets requests in flight finish
+    /// (bounded by `HANDOVER_REQUEST_TIMEOUT_MS`), and waits (bounded by
     /// `HANDOVER_SHUTDOWN_GRACE_SECS`) for open grace windows and undelivered ends.
     pub async fn run(
         self,
@@ -127,7 +131,7 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServiceError> {
         let state = self.state.clone();
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_workers, workers_stopped) = watch::channel(false);
         let timers = tokio::spawn(
             TimerWorker {
                 store: Arc::clone(&state.store),
@@ -136,7 +140,7 @@ impl Service {
                 delivery_wake: Arc::clone(&state.delivery_wake),
                 metrics: Arc::clone(&state.metrics),
             }
-            .run(stop_rx.clone()),
+            .run(workers_stopped.clone()),
         );
         let deliveries = tokio::spawn(
             DeliveryWorker {
@@ -144,50 +148,85 @@ impl Service {
                 sender: Arc::clone(&self.sender),
                 policy: self.settings.retry,
                 lease_ms: delivery_lease_ms(&self.settings.forwarding),
+                limits: self.settings.delivery,
                 wake: Arc::clone(&state.delivery_wake),
                 metrics: Arc::clone(&state.metrics),
             }
-            .run(stop_rx.clone()),
+            .run(workers_stopped),
         );
 
-        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel();
-        let draining = Arc::clone(&state.draining);
-        let on_shutdown = async move {
-            shutdown.await;
-            draining.store(true, Ordering::Relaxed);
-            tracing::info!(
-                "shutting down: no new connections; draining open grace windows and deliveries"
-            );
-            let _ = signalled_tx.send(Instant::now());
+        // One token says "stop taking traffic"; the instant it fired bounds everything after.
+        let stop = CancellationToken::new();
+        let (signalled_tx, signalled_rx) = watch::channel(None::<Instant>);
+        {
+            let (stop, draining) = (stop.clone(), Arc::clone(&state.draining));
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = stop.cancelled() => {}
+                }
+                draining.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    "shutting down: no new connections; finishing requests, then draining open grace windows and deliveries"
+                );
+                let _ = signalled_tx.send(Some(Instant::now()));
+                stop.cancel();
+            });
+        }
+        let request_timeout = self.settings.request_timeout;
+        let connections_deadline = |mut signalled: watch::Receiver<Option<Instant>>| {
+            Box::pin(async move {
+                let at = signalled
+                    .wait_for(Option::is_some)
+                    .await
+                    .map_or_else(|_| Instant::now(), |at| at.expect("checked"));
+                at + request_timeout
+            }) as Pin<Box<dyn Future<Output = Instant> + Send>>
         };
         let metrics_server = match self.settings.metrics_addr {
             Some(addr) => {
                 let metrics_listener = TcpListener::bind(addr).await?;
                 tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
-                let mut stop = stop_rx.clone();
-                let server = axum::serve(metrics_listener, http::metrics_router(state.clone()))
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|stopped| *stopped).await;
-                    });
-                Some(tokio::spawn(async move { server.await }))
+                Some(tokio::spawn(server::serve(
+                    metrics_listener,
+                    http::metrics_router(state.clone()),
+                    self.settings.connections,
+                    Arc::clone(&state.metrics),
+                    Shutdown {
+                        stop: stop.clone(),
+                        deadline: connections_deadline(signalled_rx.clone()),
+                    },
+                )))
             }
             None => None,
         };
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(on_shutdown)
-            .await;
+        server::serve(
+            listener,
+            self.router(),
+            self.settings.connections,
+            Arc::clone(&state.metrics),
+            Shutdown {
+                stop: stop.clone(),
+                deadline: connections_deadline(signalled_rx.clone()),
+            },
+        )
+        .await;
 
-        let signalled_at = signalled_rx.await.unwrap_or_else(|_| Instant::now());
-        drain(&state, signalled_at + self.settings.shutdown_grace).await;
-        let _ = stop_tx.send(true);
+        let signalled_at = signalled_rx.borrow().unwrap_or_else(Instant::now);
+        drain(
+            &state,
+            signalled_at + request_timeout + self.settings.shutdown_grace,
+        )
+        .await;
+        let _ = stop_workers.send(true);
         let _ = timers.await;
         let _ = deliveries.await;
         if let Some(server) = metrics_server {
             let _ = server.await;
         }
         tracing::info!("stopped");
-        served.map_err(ServiceError::from)
+        Ok(())
     }
 }
 

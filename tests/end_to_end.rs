@@ -147,7 +147,7 @@ async fn transfer_conversation_out_of_order_with_duplicates_gives_exactly_one_ca
             "userId": BOT_USER,
             "reason": "user.end",
             "disconnectType": "CLIENT",
-            "endedAt": "1970-01-01T00:02:00.000Z",
+            "endedAt": handover_receiver::clock::rfc3339_millis(EPOCH_MS + 120_000),
             "episode": 1,
             "transfers": 1,
             "agent": {

@@ -207,7 +207,7 @@ async fn malformed_bodies_are_400_naming_what_is_wrong() {
     let cases = [
         ("{\"id\": ".to_owned(), "invalid_json", "not JSON"),
         (
-            "[1, 2]".to_owned(),
+            "\"a string\"".to_owned(),
             "not_an_eventbridge_event",
             "EventBridge",
         ),

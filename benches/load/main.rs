@@ -312,7 +312,7 @@ async fn baseline_event(
     if !key_ok {
         return (StatusCode::UNAUTHORIZED, "{\"error\":\"unauthorized\"}");
     }
-    match handover_receiver::genesys::classify(&body, &filter) {
+    match handover_receiver::genesys::classify(&body, &filter, handover_receiver::clock::now_ms()) {
         Ok(_) => (StatusCode::ACCEPTED, "{\"status\":\"accepted\"}"),
         Err(_) => (StatusCode::BAD_REQUEST, "{\"error\":\"invalid\"}"),
     }

@@ -64,9 +64,12 @@ pub struct EndNotice {
 impl EndNotice {
     /// `<organisationId>:<conversationId>:<episode>`: the same on every retry of this end.
     pub fn idempotency_key(&self) -> String {
-        format!(
-            "{}:{}:{}",
-            self.key.organisation_id, self.key.conversation_id, self.episode
-        )
+        idempotency_key(&self.key, self.episode)
     }
+}
+
+/// The one builder of the `Idempotency-Key` (and delivery id) of an episode's end. Unambiguous
+/// because identifiers never contain `:` (spec 8.1).
+pub fn idempotency_key(key: &ConversationKey, episode: u32) -> String {
+    format!("{}:{}:{episode}", key.organisation_id, key.conversation_id)
 }

@@ -61,11 +61,18 @@ impl SeenSet {
         self.current.contains(&print) || self.previous.contains(&print)
     }
 
-    pub fn remember(&mut self, print: u64, now_ms: u64) {
+    /// Remembers `print`. A generation holds at most `bound` prints: a full one is rotated
+    /// early, so that memory stays bounded whatever a conversation receives (its oldest prints
+    /// are then kept for less than a window).
+    pub fn remember(&mut self, print: u64, now_ms: u64, bound: usize) {
         if self.current.is_empty() && self.previous.is_empty() {
             self.current_since_ms = now_ms;
         }
         if !self.contains(print) {
+            if self.current.len() >= bound.max(1) {
+                self.previous = std::mem::take(&mut self.current);
+                self.current_since_ms = now_ms;
+            }
             // Exact growth: a conversation sees tens of events, and every byte is per conversation.
             self.current.reserve_exact(1);
             self.current.push(print);
@@ -120,14 +127,14 @@ mod tests {
     fn seen_set_remembers_for_at_least_one_window_and_at_most_two() {
         const WINDOW: u64 = 1_000;
         let mut seen = SeenSet::default();
-        seen.remember(1, 0);
-        seen.remember(2, 900);
-        seen.remember(1, 950);
+        seen.remember(1, 0, 100);
+        seen.remember(2, 900, 100);
+        seen.remember(1, 950, 100);
         assert_eq!(seen.len(), 2);
         seen.rotate(999, WINDOW);
         assert!(seen.contains(1) && seen.contains(2), "rotated too early");
         seen.rotate(1_000, WINDOW);
-        seen.remember(3, 1_000);
+        seen.remember(3, 1_000, 100);
         assert!(
             seen.contains(1) && seen.contains(2),
             "forgotten within a window"
@@ -143,5 +150,15 @@ mod tests {
             "kept past two windows"
         );
         assert!(seen.contains(3));
+    }
+
+    #[test]
+    fn a_full_generation_rotates_early_so_memory_stays_bounded() {
+        let mut seen = SeenSet::default();
+        for print in 0..10_000 {
+            seen.remember(print, 0, 16);
+            assert!(seen.len() <= 32, "{} prints kept", seen.len());
+        }
+        assert!(seen.contains(9_999) && seen.contains(9_984));
     }
 }

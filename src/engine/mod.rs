@@ -9,7 +9,7 @@ pub mod fingerprint;
 mod state;
 
 pub use compact::CompactId;
-pub use end::{AgentSummary, EndNotice, EndReason};
+pub use end::{AgentSummary, EndNotice, EndReason, idempotency_key};
 pub use state::{
     Candidate, ConversationState, CustomerEnd, LastEnd, Leg, LegAcw, LegEnd, LegEndKind,
 };
@@ -22,6 +22,11 @@ use serde::Serialize;
 pub const CUSTOMER_END_BELONGS_MS: i64 = 60_000;
 /// Rule 6: duplicates are recognised for at least EventBridge's retry window.
 pub const DEDUP_MEMORY_MS: u64 = 24 * 60 * 60 * 1000;
+/// Spec 8.3: `HANDOVER_MAX_LEGS` by default.
+pub const DEFAULT_MAX_LEGS: usize = 200;
+/// Fingerprints kept per leg: an id and a content print for each of a leg's start, end and
+/// after-call work, with room for retries with new ids.
+const FINGERPRINTS_PER_LEG: usize = 8;
 
 /// What one event did to its conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,6 +38,10 @@ pub enum Decision {
     Late,
     /// After-call work arriving after the end, with no new episode begun.
     AcwAfterEnd,
+    /// The same conversation id, sent by another Genesys organisation than its first event.
+    OtherGenesysOrganisation,
+    /// The event would open one more leg than `HANDOVER_MAX_LEGS` allows.
+    ConversationTooLarge,
     /// A `customer.end` just after a decided end: part of that end.
     BelongsToPreviousEnd,
     LegStarted,
@@ -54,6 +63,8 @@ impl Decision {
             Decision::Duplicate => "duplicate",
             Decision::Late => "late",
             Decision::AcwAfterEnd => "acw_after_end",
+            Decision::OtherGenesysOrganisation => "other_genesys_organisation",
+            Decision::ConversationTooLarge => "conversation_too_large",
             Decision::BelongsToPreviousEnd => "belongs_to_previous_end",
             Decision::LegStarted => "leg_started",
             Decision::AcwRecorded => "acw_recorded",
@@ -70,7 +81,11 @@ impl Decision {
     pub fn is_ignored(self) -> bool {
         matches!(
             self,
-            Decision::Late | Decision::AcwAfterEnd | Decision::BelongsToPreviousEnd
+            Decision::Late
+                | Decision::AcwAfterEnd
+                | Decision::BelongsToPreviousEnd
+                | Decision::OtherGenesysOrganisation
+                | Decision::ConversationTooLarge
         )
     }
 }
@@ -81,14 +96,27 @@ pub struct Applied {
     pub decision: Decision,
     /// A pending end candidate was withdrawn without ending.
     pub candidate_cancelled: bool,
+    /// This event made the conversation reach `HANDOVER_MAX_LEGS` for the first time (warn once).
+    pub first_too_large: bool,
     pub ends: Vec<EndNotice>,
 }
 
 impl Applied {
+    /// Whether the state must be written back: refusals leave it as it was (but for the mark
+    /// that a conversation is too large, so that it is warned about once).
+    pub fn changed_state(&self) -> bool {
+        match self.decision {
+            Decision::OtherGenesysOrganisation => false,
+            Decision::ConversationTooLarge => self.first_too_large,
+            _ => true,
+        }
+    }
+
     fn only(decision: Decision) -> Self {
         Self {
             decision,
             candidate_cancelled: false,
+            first_too_large: false,
             ends: Vec::new(),
         }
     }
@@ -98,11 +126,23 @@ impl Applied {
 pub struct Engine {
     /// `HANDOVER_END_GRACE_MS`.
     pub grace_ms: u64,
+    /// `HANDOVER_MAX_LEGS`: agent legs and customer sessions of one open episode.
+    pub max_legs: usize,
 }
 
 impl Engine {
     pub fn new(grace_ms: u64) -> Self {
-        Self { grace_ms }
+        Self {
+            grace_ms,
+            max_legs: DEFAULT_MAX_LEGS,
+        }
+    }
+
+    pub fn with_max_legs(self, max_legs: usize) -> Self {
+        Self {
+            max_legs: max_legs.max(1),
+            ..self
+        }
     }
 
     /// A fresh state for the conversation an event opens.
@@ -117,14 +157,30 @@ impl Engine {
         event: &ConversationEvent,
         now_ms: u64,
     ) -> Applied {
-        state.seen.rotate(now_ms, DEDUP_MEMORY_MS);
+        // Spec 8.1: a conversation belongs to the Genesys organisation of its first event.
+        if !state
+            .genesys_organization_id
+            .is(&event.genesys_organization_id)
+        {
+            return Applied::only(Decision::OtherGenesysOrganisation);
+        }
         let leg_key = leg_key(event);
         let by_id = fingerprint::envelope_id(&event.envelope_id);
         let by_content = fingerprint::content(event.topic, leg_key, event.event_time);
         let duplicate = state.seen.contains(by_id) || state.seen.contains(by_content);
+        if !duplicate && self.opens_one_leg_too_many(state, event, leg_key) {
+            let first = !state.too_large;
+            state.too_large = true;
+            return Applied {
+                first_too_large: first,
+                ..Applied::only(Decision::ConversationTooLarge)
+            };
+        }
         // Remember the new id even of a duplicate, so that its own retries are duplicates too.
-        state.seen.remember(by_id, now_ms);
-        state.seen.remember(by_content, now_ms);
+        let bound = self.max_legs.saturating_mul(FINGERPRINTS_PER_LEG);
+        state.seen.rotate(now_ms, DEDUP_MEMORY_MS);
+        state.seen.remember(by_id, now_ms, bound);
+        state.seen.remember(by_content, now_ms, bound);
         if duplicate {
             return Applied::only(Decision::Duplicate);
         }
@@ -161,8 +217,27 @@ impl Engine {
         Applied {
             decision,
             candidate_cancelled,
+            first_too_large: false,
             ends,
         }
+    }
+
+    /// Spec 8.3: whether this event would add a leg (or a customer session) beyond
+    /// `max_legs`, so that one conversation's size, and the cost of its events, stay bounded.
+    fn opens_one_leg_too_many(
+        &self,
+        state: &ConversationState,
+        event: &ConversationEvent,
+        leg_key: &str,
+    ) -> bool {
+        let held = state.legs.len() + state.customer_ends.len();
+        if held < self.max_legs {
+            return false;
+        }
+        if event.topic == Topic::CustomerEnd {
+            return true;
+        }
+        !state.legs.iter().any(|leg| leg.key.is(leg_key))
     }
 
     /// Closes grace windows that are due at `now_ms`.

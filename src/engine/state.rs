@@ -23,6 +23,9 @@ pub struct ConversationState {
     /// The pending end candidate and when its grace window closes.
     pub candidate: Option<Candidate>,
     pub seen: SeenSet,
+    /// The conversation reached `HANDOVER_MAX_LEGS` (warned about once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub too_large: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +167,7 @@ impl ConversationState {
             customer_ends: Vec::new(),
             candidate: None,
             seen: SeenSet::default(),
+            too_large: false,
         }
     }
 
@@ -227,7 +231,7 @@ impl ConversationState {
             leg.started_at.is_some_and(|start| start < customer.at)
                 || leg.end.as_ref().is_some_and(|end| end.at < customer.at)
         });
-        customer.at - last.at <= absorb_window_ms && !activity_between
+        customer.at.saturating_sub(last.at) <= absorb_window_ms && !activity_between
     }
 
     /// `transfers` of spec 5: transfer and takeover `user.end`s of the episode up to `at`.

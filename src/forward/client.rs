@@ -1,6 +1,7 @@
 //! The HTTP call to Cognigy, and what its answer means for delivery.
 
 use super::body::{ForwardFormat, render};
+use super::url::CognigyUrl;
 use crate::engine::EndNotice;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
@@ -10,7 +11,7 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Clone)]
 pub struct CognigyTarget {
     /// May contain `{organisationId}`, replaced per end.
-    pub url_template: String,
+    pub url: CognigyUrl,
     pub authorization: Option<SecretString>,
     pub format: ForwardFormat,
     pub timeout: Duration,
@@ -53,8 +54,8 @@ impl CognigyClient {
 
     pub fn url_for(&self, end: &EndNotice) -> String {
         self.target
-            .url_template
-            .replace("{organisationId}", end.key.organisation_id.as_str())
+            .url
+            .for_organisation(end.key.organisation_id.as_str())
     }
 
     pub async fn send(&self, end: &EndNotice, idempotency_key: &str) -> Attempt {
@@ -82,13 +83,72 @@ impl CognigyClient {
         match request.send().await {
             Ok(response) => classify(response.status().as_u16(), retry_after(response.headers())),
             Err(error) => Attempt::Failed {
-                // Without the URL: it may carry a token.
-                error: error.without_url().to_string(),
+                error: cause_of(&error),
                 retry_after: None,
                 configuration: false,
             },
         }
     }
+}
+
+/// What went wrong, first in a word an operator can search for (timeout, connection refused,
+/// connection reset, DNS, TLS, ...), then the whole chain of causes. Never the URL: it may
+/// carry a token.
+pub fn cause_of(error: &reqwest::Error) -> String {
+    let mut chain = vec![error.to_string()];
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !chain.iter().any(|known| known.contains(&text)) {
+            chain.push(text);
+        }
+        source = inner.source();
+    }
+    let io_kind = io_error_kind(error);
+    let joined = chain.join(": ").to_lowercase();
+    let cause = if error.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
+        "timeout"
+    } else if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+        "connection refused"
+    } else if matches!(
+        io_kind,
+        Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted)
+    ) || joined.contains("connection reset")
+    {
+        "connection reset"
+    } else if joined.contains("dns error") || joined.contains("failed to lookup address") {
+        "DNS"
+    } else if joined.contains("certificate")
+        || joined.contains("tls")
+        || joined.contains("handshake")
+    {
+        "TLS"
+    } else if error.is_connect() {
+        "connect"
+    } else if error.is_body() || error.is_decode() {
+        "body"
+    } else if joined.contains("connection closed") || joined.contains("incomplete message") {
+        "connection closed"
+    } else {
+        "request"
+    };
+    let chain = chain.join(": ");
+    let chain = match error.url() {
+        Some(url) => chain.replace(url.as_str(), "<url>"),
+        None => chain,
+    };
+    format!("{cause}: {chain}")
+}
+
+fn io_error_kind(error: &reqwest::Error) -> Option<std::io::ErrorKind> {
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = inner.source();
+    }
+    None
 }
 
 fn classify(status: u16, retry_after: Option<Duration>) -> Attempt {

@@ -1,87 +1,219 @@
-//! The delivery worker: takes due ends from the outbox, sends them, and records the outcome.
-//! It never runs on the request path.
+//! The delivery worker: takes due ends from the outbox and sends each on its own task, at most
+//! `HANDOVER_DELIVERY_CONCURRENCY` at once and `HANDOVER_DELIVERY_PER_DESTINATION` to one
+//! resolved URL, so that one hung tenant endpoint never holds back another tenant's ends. Each
+//! task records its own outcome; a panic in an attempt counts as a failed attempt. It never runs
+//! on the request path.
 
 use super::client::{Attempt, CognigyClient};
 use super::retry::RetryPolicy;
 use crate::clock::now_ms;
+use crate::config::DeliveryLimits;
 use crate::metrics::Metrics;
 use crate::store::{Delivery, Settlement, Store};
-use std::sync::Arc;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-/// Deliveries sent concurrently at most.
-const BATCH: usize = 32;
 /// Longest sleep between looks at the outbox (another replica may have added to it).
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// A delivery whose destination is busy goes back to the outbox for this long.
+const DEFER_MS: u64 = 1_000;
 
-/// How ends leave the service.
-pub enum Sender {
-    /// Shadow mode: decide, log and count, send nothing.
-    Shadow,
-    Cognigy(CognigyClient),
+/// How ends leave the service: to Cognigy, or nowhere in shadow mode.
+#[async_trait]
+pub trait Sender: Send + Sync + 'static {
+    /// Where this end goes: deliveries to one destination share its in-flight limit.
+    fn destination(&self, delivery: &Delivery) -> String;
+
+    async fn attempt(&self, delivery: &Delivery) -> Attempt;
+}
+
+/// Shadow mode: decide, log and count, send nothing.
+pub struct Shadow;
+
+#[async_trait]
+impl Sender for Shadow {
+    fn destination(&self, _delivery: &Delivery) -> String {
+        String::new()
+    }
+
+    async fn attempt(&self, delivery: &Delivery) -> Attempt {
+        let end = &delivery.notice;
+        tracing::info!(
+            organisationId = %end.key.organisation_id,
+            conversationId = %end.key.conversation_id,
+            episode = end.episode,
+            reason = %end.reason,
+            "shadow mode: handover end not sent"
+        );
+        Attempt::NotSent
+    }
+}
+
+#[async_trait]
+impl Sender for CognigyClient {
+    fn destination(&self, delivery: &Delivery) -> String {
+        self.url_for(&delivery.notice)
+    }
+
+    async fn attempt(&self, delivery: &Delivery) -> Attempt {
+        self.send(&delivery.notice, &delivery.id).await
+    }
 }
 
 pub struct DeliveryWorker {
     pub store: Arc<dyn Store>,
-    pub sender: Arc<Sender>,
+    pub sender: Arc<dyn Sender>,
     pub policy: RetryPolicy,
     /// How long a claimed delivery is ours before another replica may take it over: longer than
     /// one call to Cognigy can take.
     pub lease_ms: u64,
+    pub limits: DeliveryLimits,
     /// Woken when the outbox gains an entry.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
 }
 
+/// In-flight limits per resolved URL. Entries go when nothing is in flight to them.
+struct Destinations {
+    per_destination: usize,
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Destinations {
+    fn try_acquire(&self, destination: &str) -> Option<OwnedSemaphorePermit> {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let semaphore = slots
+            .entry(destination.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_destination)));
+        Arc::clone(semaphore).try_acquire_owned().ok()
+    }
+
+    fn forget_idle(&self) {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.retain(|_, semaphore| semaphore.available_permits() < self.per_destination);
+    }
+}
+
 impl DeliveryWorker {
-    /// Runs until `stop` turns true.
+    /// Runs until `stop` turns true; deliveries still in flight then are abandoned (their lease
+    /// lets another replica, or the next start, take them over).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut rng = fastrand::Rng::new();
+        let worker = Arc::new(self);
+        let pool = Arc::new(Semaphore::new(worker.limits.concurrency));
+        let destinations = Destinations {
+            per_destination: worker.limits.per_destination,
+            slots: Mutex::default(),
+        };
+        let mut in_flight = JoinSet::new();
         while !*stop.borrow() {
-            let claimed = match self
-                .store
-                .claim_deliveries(now_ms(), BATCH, self.lease_ms)
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    self.metrics.store_error("outbox");
-                    tracing::warn!(%error, "cannot read the outbox; trying again");
-                    Vec::new()
-                }
-            };
-            if claimed.is_empty() {
-                let pause = self.idle_pause().await;
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = self.wake.notified() => {}
-                    _ = stop.changed() => {}
-                }
+            while in_flight.try_join_next().is_some() {}
+            destinations.forget_idle();
+            let started = worker.start_due(&pool, &destinations, &mut in_flight).await;
+            if started && pool.available_permits() > 0 {
                 continue;
             }
-            let mut attempts = JoinSet::new();
-            for delivery in claimed {
-                let sender = Arc::clone(&self.sender);
-                attempts.spawn(async move {
-                    let started = Instant::now();
-                    let attempt = attempt(&sender, &delivery).await;
-                    (delivery, attempt, started.elapsed())
-                });
+            let pause = worker.idle_pause().await;
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = worker.wake.notified() => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                _ = stop.changed() => {}
             }
-            while let Some(joined) = attempts.join_next().await {
-                let Ok((delivery, attempt, took)) = joined else {
-                    continue;
-                };
-                let sent = !matches!(attempt, Attempt::NotSent);
-                let (settlement, result) = self.settlement(&delivery, attempt, &mut rng);
-                self.metrics.forward_attempt(result, sent.then_some(took));
-                if let Err(error) = self.store.settle(&delivery, settlement).await {
-                    self.metrics.store_error("outbox");
-                    tracing::warn!(%error, id = %delivery.id, "cannot record a delivery outcome; it will be tried again");
+        }
+        in_flight.shutdown().await;
+    }
+
+    /// Claims as many due deliveries as the pool has room for and starts those whose
+    /// destination has room; the others go back to the outbox for a moment. Returns whether any
+    /// started.
+    async fn start_due(
+        self: &Arc<Self>,
+        pool: &Arc<Semaphore>,
+        destinations: &Destinations,
+        in_flight: &mut JoinSet<()>,
+    ) -> bool {
+        let room = pool.available_permits();
+        if room == 0 {
+            return false;
+        }
+        let claimed = match self
+            .store
+            .claim_deliveries(now_ms(), room, self.lease_ms)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                self.metrics.store_error("outbox");
+                tracing::warn!(%error, "cannot read the outbox; trying again");
+                return false;
+            }
+        };
+        let mut started = false;
+        for delivery in claimed {
+            let permits = destinations
+                .try_acquire(&self.sender.destination(&delivery))
+                .and_then(|own| Some((own, Arc::clone(pool).try_acquire_owned().ok()?)));
+            match permits {
+                Some(permits) => {
+                    started = true;
+                    let worker = Arc::clone(self);
+                    in_flight.spawn(async move {
+                        worker.deliver(delivery).await;
+                        drop(permits);
+                    });
                 }
+                None => self.defer(&delivery).await,
             }
+        }
+        started
+    }
+
+    /// One attempt, run on a task of its own so that a panic in it is caught and counted as a
+    /// failure like any other, then its outcome recorded.
+    async fn deliver(&self, delivery: Delivery) {
+        let started = Instant::now();
+        let sender = Arc::clone(&self.sender);
+        let attempt = {
+            let delivery = delivery.clone();
+            tokio::spawn(async move { sender.attempt(&delivery).await })
+        };
+        let attempt = attempt.await.unwrap_or_else(|error| Attempt::Failed {
+            error: if error.is_panic() {
+                "internal error: the attempt panicked".into()
+            } else {
+                "internal error: the attempt was cancelled".into()
+            },
+            retry_after: None,
+            configuration: false,
+        });
+        let sent = !matches!(attempt, Attempt::NotSent);
+        let (settlement, result) = self.settlement(&delivery, attempt);
+        self.metrics
+            .forward_attempt(result, sent.then(|| started.elapsed()));
+        if let Err(error) = self.store.settle(&delivery, settlement).await {
+            self.metrics.store_error("outbox");
+            tracing::warn!(%error, id = %delivery.id, "cannot record a delivery outcome; it will be tried again");
+        }
+    }
+
+    /// Back to the outbox, not counted as an attempt: its destination has enough in flight.
+    async fn defer(&self, delivery: &Delivery) {
+        let settlement = Settlement::Deferred {
+            next_attempt_at_ms: now_ms() + DEFER_MS + fastrand::u64(0..=DEFER_MS / 4),
+        };
+        if let Err(error) = self.store.settle(delivery, settlement).await {
+            self.metrics.store_error("outbox");
+            tracing::warn!(%error, id = %delivery.id, "cannot put a delivery back; its lease will");
         }
     }
 
@@ -93,12 +225,7 @@ impl DeliveryWorker {
     }
 
     /// What to record for an attempt, and the result it counts as in the metrics.
-    fn settlement(
-        &self,
-        delivery: &Delivery,
-        attempt: Attempt,
-        rng: &mut fastrand::Rng,
-    ) -> (Settlement, &'static str) {
+    fn settlement(&self, delivery: &Delivery, attempt: Attempt) -> (Settlement, &'static str) {
         let end = &delivery.notice;
         let span = tracing::info_span!(
             "delivery",
@@ -129,9 +256,11 @@ impl DeliveryWorker {
                     tracing::error!(%error, "handover end undeliverable; kept as a dead letter");
                     return (Settlement::DeadLetter { error }, "dead_letter");
                 }
-                let delay = self
-                    .policy
-                    .delay_ms(delivery.attempts + 1, retry_after, rng);
+                let delay = self.policy.delay_ms(
+                    delivery.attempts + 1,
+                    retry_after,
+                    &mut fastrand::Rng::new(),
+                );
                 let result = if configuration {
                     tracing::error!(%error, retry_in_ms = delay, "handover end rejected: configuration error; will retry");
                     "configuration_error"
@@ -146,22 +275,5 @@ impl DeliveryWorker {
                 (settlement, result)
             }
         }
-    }
-}
-
-async fn attempt(sender: &Sender, delivery: &Delivery) -> Attempt {
-    match sender {
-        Sender::Shadow => {
-            let end = &delivery.notice;
-            tracing::info!(
-                organisationId = %end.key.organisation_id,
-                conversationId = %end.key.conversation_id,
-                episode = end.episode,
-                reason = %end.reason,
-                "shadow mode: handover end not sent"
-            );
-            Attempt::NotSent
-        }
-        Sender::Cognigy(client) => client.send(&delivery.notice, &delivery.id).await,
     }
 }

@@ -8,7 +8,9 @@ pub mod lenient;
 mod topic;
 
 pub use classify::{
-    Classified, ConversationEvent, EventFilter, IgnoreReason, InvalidEvent, classify, parse_source,
+    Classified, ConversationEvent, EARLIEST_EVENT_TIME_MS, EventFilter, IgnoreReason, InvalidEvent,
+    MAX_FIELD_BYTES, MAX_IDENTIFIER_CHARS, MAX_ORGANISATION_ID_CHARS, classify, is_identifier,
+    parse_source,
 };
 pub use disconnect::DisconnectType;
 pub use envelope::{Detail, Envelope, EventBody, Metadata};

@@ -5,7 +5,10 @@ use super::AppState;
 use super::auth::ApiKeys;
 use super::error::ApiError;
 use crate::clock::{now_ms, rfc3339_millis};
-use crate::genesys::ConversationKey;
+use crate::engine::idempotency_key;
+use crate::genesys::{
+    ConversationKey, MAX_IDENTIFIER_CHARS, MAX_ORGANISATION_ID_CHARS, is_identifier,
+};
 use crate::store::{Delivery, DeliveryStatus};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -47,6 +50,12 @@ async fn conversation(
     State(app): State<AppState>,
     Path((organisation_id, conversation_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    // Only identifiers events could have created (spec 8.1) can name a conversation.
+    if !is_identifier(&organisation_id, MAX_ORGANISATION_ID_CHARS)
+        || !is_identifier(&conversation_id, MAX_IDENTIFIER_CHARS)
+    {
+        return Err(ApiError::UnknownConversation);
+    }
     let key = ConversationKey::new(organisation_id, conversation_id);
     let state = app
         .store
@@ -55,7 +64,7 @@ async fn conversation(
         .ok_or(ApiError::UnknownConversation)?;
     let mut deliveries = Vec::new();
     for episode in 1..state.episode {
-        let id = format!("{}:{}:{episode}", key.organisation_id, key.conversation_id);
+        let id = idempotency_key(&key, episode);
         let status = app.store.delivery_status(&key, &id).await?;
         deliveries.push(delivery_view(episode, &id, &status));
     }
@@ -63,7 +72,7 @@ async fn conversation(
         json!({
             "leg": c.leg,
             "endAt": rfc3339_millis(c.end_at),
-            "graceWindowClosesAt": rfc3339_millis(c.due_at_ms as i64),
+            "graceWindowClosesAt": rfc3339_millis(epoch_ms(c.due_at_ms)),
         })
     });
     Ok(Json(json!({
@@ -87,9 +96,13 @@ fn delivery_view(episode: u32, id: &str, status: &DeliveryStatus) -> Value {
         "idempotencyKey": id,
         "status": label,
         "attempts": delivery.map(|d| d.attempts),
-        "nextAttemptAt": delivery.map(|d| rfc3339_millis(d.next_attempt_at_ms as i64)),
+        "nextAttemptAt": delivery.map(|d| rfc3339_millis(epoch_ms(d.next_attempt_at_ms))),
         "lastError": delivery.and_then(|d| d.last_error.clone()),
     })
+}
+
+fn epoch_ms(wall_clock_ms: u64) -> i64 {
+    i64::try_from(wall_clock_ms).unwrap_or(i64::MAX)
 }
 
 #[derive(Deserialize)]

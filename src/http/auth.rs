@@ -3,7 +3,8 @@
 use super::error::ApiError;
 use super::{AppState, passthrough};
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::middleware::Next;
 use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
@@ -27,23 +28,40 @@ impl ApiKeys {
     }
 }
 
+/// The User-Agent EventBridge API destinations send.
+const EVENTBRIDGE_USER_AGENT: &str = "Amazon/EventBridge/ApiDestinations";
+
+/// The events path has two kinds of caller: EventBridge with the API key, and (when
+/// `HANDOVER_PASSTHROUGH_URL` is set) Genesys' signed Open Messaging webhooks, relayed as they are.
+/// Anyone else gets 401.
 pub async fn require_api_key(
     State(app): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let presented = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-    match presented {
-        Some(value) if app.api_keys.accepts(value) => Ok(next.run(request).await),
-        _ if passthrough::is_webhook(request.headers()) && app.passthrough.is_some() => {
-            let relay = app.passthrough.clone().expect("checked above");
-            Ok(passthrough::relay(&app, &relay, request).await)
-        }
-        _ => {
-            app.metrics.rejected(401);
-            Err(ApiError::Unauthorized)
-        }
+    if presented.is_some_and(|value| app.api_keys.accepts(value)) {
+        return Ok(next.run(request).await);
     }
+    if let Some(relay) = app
+        .passthrough
+        .as_ref()
+        .filter(|_| passthrough::is_webhook(request.headers()))
+    {
+        return Ok(passthrough::relay(&app, relay, request).await);
+    }
+    app.metrics.rejected(401);
+    app.metrics
+        .unauthorized(from_eventbridge(request.headers()));
+    Err(ApiError::Unauthorized)
+}
+
+fn from_eventbridge(headers: &HeaderMap) -> bool {
+    headers.get(USER_AGENT).is_some_and(|agent| {
+        agent
+            .as_bytes()
+            .starts_with(EVENTBRIDGE_USER_AGENT.as_bytes())
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::store::StoreError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Seconds EventBridge is asked to wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "5";
@@ -25,6 +25,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("content type {0:?} is not JSON")]
     UnsupportedMediaType(String),
+    #[error("content encoding {0:?} is not supported (gzip, deflate or none)")]
+    UnsupportedEncoding(String),
+    #[error("a batch holds {0} events; at most {max} are accepted", max = super::events::MAX_BATCH)]
+    BatchTooLarge(usize),
+    #[error("the batch is an empty array")]
+    EmptyBatch,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("too many events in flight; retry later")]
@@ -48,8 +54,13 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::InvalidEvent(_) | ApiError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } | ApiError::BatchTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::EmptyBatch => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::Store(_) | ApiError::Overloaded | ApiError::Timeout => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -67,6 +78,9 @@ impl ApiError {
             ApiError::UnreadableBody(_) => "unreadable_body",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
+            ApiError::BatchTooLarge(_) => "batch_too_large",
+            ApiError::EmptyBatch => "empty_batch",
             ApiError::Store(StoreError::Full(_)) | ApiError::Overloaded => "overloaded",
             ApiError::Store(StoreError::Unavailable(_)) => "store_unavailable",
             ApiError::Timeout => "timeout",
@@ -77,15 +91,30 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body of this error's answer.
+    pub fn body(&self) -> Value {
+        match self {
+            // The 401 body says nothing more: an unauthenticated caller learns nothing.
+            ApiError::Unauthorized => json!({ "error": self.code() }),
+            // The cause is logged; a Redis error names keys that carry conversation ids.
+            ApiError::Store(_) => json!({
+                "error": self.code(),
+                "detail": "the state store is unavailable or full; retry later",
+            }),
+            _ => json!({ "error": self.code(), "detail": self.to_string() }),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        // The 401 body says nothing more: an unauthenticated caller learns nothing.
-        let body = match &self {
-            ApiError::Unauthorized => json!({ "error": self.code() }),
-            _ => json!({ "error": self.code(), "detail": self.to_string() }),
-        };
-        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // One line per 503, with its reason: EventBridge retries, so it is not an error.
+            tracing::warn!(reason = self.code(), cause = %self, "answered 503; the sender will retry");
+        }
+        let mut response = (status, Json(self.body())).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

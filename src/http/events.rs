@@ -1,4 +1,4 @@
-//! `POST /handover/genesysCloudOM`: one EventBridge event in, one decision out.
+//! `POST /handover/genesysCloudOM`: one EventBridge event (or a batch of them) in, one answer out.
 
 use super::AppState;
 use super::error::ApiError;
@@ -12,15 +12,27 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::json;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use std::io::Read;
+
+/// Spec 8.5: events in one batch at most.
+pub const MAX_BATCH: usize = 100;
+
+/// One event's answer: its status and body, alone or as an item of a batch.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+}
 
 pub async fn receive_event(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let answer = handle_event(&app, &headers, body).await;
+    let answer = handle_request(&app, &headers, body).await;
     if let Err(error) = &answer {
         app.metrics.rejected(error.status().as_u16());
         if let ApiError::Store(_) = error {
@@ -30,19 +42,69 @@ pub async fn receive_event(
     answer
 }
 
-async fn handle_event(
+async fn handle_request(
     app: &AppState,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     require_json(headers)?;
+    let encoding = content_encoding(headers)?;
     let _permit = app
         .in_flight
         .try_acquire()
         .map_err(|_| ApiError::Overloaded)?;
     let bytes = read_body(body, app.max_body_bytes).await?;
+    let bytes = decode(bytes, encoding, app.max_body_bytes)?;
+    let answer = if starts_with_array(&bytes) {
+        handle_batch(app, &bytes).await?
+    } else {
+        handle_event(app, &bytes).await?
+    };
+    Ok((answer.status, Json(answer.body)).into_response())
+}
 
-    let event = match classify(&bytes, &app.filter)? {
+/// Spec 8.5: each item as if posted alone, in order. A 503 of any item makes the batch 503 (the
+/// items before it keep their effect and are duplicates on the retry); any other refusal is
+/// that item's result.
+async fn handle_batch(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> {
+    let items: Vec<&RawValue> = serde_json::from_slice(bytes)
+        .map_err(|e| crate::genesys::InvalidEvent::NotJson(e.to_string()))?;
+    if items.is_empty() {
+        return Err(ApiError::EmptyBatch);
+    }
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::BatchTooLarge(items.len()));
+    }
+    let mut results = Vec::with_capacity(items.len());
+    let mut any_accepted = false;
+    for item in items {
+        let answer = match handle_event(app, item.get().as_bytes()).await {
+            Ok(answer) => answer,
+            Err(error) if error.status() == StatusCode::SERVICE_UNAVAILABLE => return Err(error),
+            Err(error) => {
+                app.metrics.rejected(error.status().as_u16());
+                Answer {
+                    status: error.status(),
+                    body: error.body(),
+                }
+            }
+        };
+        any_accepted |= answer.status == StatusCode::ACCEPTED;
+        results.push(json!({ "status": answer.status.as_u16(), "body": answer.body }));
+    }
+    Ok(Answer {
+        status: if any_accepted {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        },
+        body: json!({ "status": "batch", "results": results }),
+    })
+}
+
+async fn handle_event(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> {
+    let now = now_ms();
+    let event = match classify(bytes, &app.filter, now)? {
         Classified::Handled(event) => event,
         Classified::Ignored { reason, topic } => {
             let topic = topic.map_or("other", |t| t.as_str());
@@ -51,7 +113,7 @@ async fn handle_event(
             return Ok(ignored(reason.as_str()));
         }
     };
-    let (applied, wake_at) = apply(app, &event).await?;
+    let (applied, wake_at) = apply(app, &event, now).await?;
     log_decision(&event, &applied);
     app.metrics
         .decision(applied.decision, applied.candidate_cancelled);
@@ -71,20 +133,28 @@ async fn handle_event(
     Ok(match applied.decision {
         Decision::Duplicate => {
             app.metrics.event(topic, "duplicate", None);
-            (StatusCode::OK, Json(json!({ "status": "duplicate" }))).into_response()
+            Answer {
+                status: StatusCode::OK,
+                body: json!({ "status": "duplicate" }),
+            }
         }
         decision if decision.is_ignored() => {
             app.metrics.event(topic, "ignored", Some(decision.as_str()));
+            if decision == Decision::ConversationTooLarge {
+                app.metrics.conversation_too_large();
+            }
             ignored(decision.as_str())
         }
         decision => {
             app.metrics.event(topic, "accepted", None);
-            let body = json!({
-                "status": "accepted",
-                "decision": decision.as_str(),
-                "conversationId": event.key.conversation_id,
-            });
-            (StatusCode::ACCEPTED, Json(body)).into_response()
+            Answer {
+                status: StatusCode::ACCEPTED,
+                body: json!({
+                    "status": "accepted",
+                    "decision": decision.as_str(),
+                    "conversationId": event.key.conversation_id,
+                }),
+            }
         }
     })
 }
@@ -94,8 +164,8 @@ async fn handle_event(
 async fn apply(
     app: &AppState,
     event: &ConversationEvent,
+    now: u64,
 ) -> Result<(Applied, Option<u64>), ApiError> {
-    let now = now_ms();
     let engine = app.engine;
     let mut outcome = None;
     app.store
@@ -103,8 +173,9 @@ async fn apply(
             let mut state = current.unwrap_or_else(|| Engine::initial_state(event));
             let applied = engine.apply(&mut state, event, now);
             let ends = applied.ends.clone();
+            let changed = applied.changed_state();
             outcome = Some((applied, state.wake_at_ms()));
-            Some(Transition { state, ends })
+            changed.then_some(Transition { state, ends })
         })
         .await?;
     Ok(outcome.expect("the store ran the transition"))
@@ -131,7 +202,61 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Deflate,
+}
+
+/// Spec 8.5: gzip and deflate are decoded; any other encoding is refused with 415.
+fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(Encoding::Identity);
+    };
+    let text = value.to_str().unwrap_or("?").trim().to_ascii_lowercase();
+    match text.as_str() {
+        "" | "identity" => Ok(Encoding::Identity),
+        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+        "deflate" => Ok(Encoding::Deflate),
+        _ => Err(ApiError::UnsupportedEncoding(
+            text.chars().take(50).collect(),
+        )),
+    }
+}
+
+/// The decoded body; more than `limit` decoded bytes (a compression bomb) is 413.
+fn decode(bytes: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes, ApiError> {
+    let read_limited = |reader: &mut dyn Read| -> Result<Bytes, ApiError> {
+        let mut decoded = Vec::new();
+        reader
+            .take(limit as u64 + 1)
+            .read_to_end(&mut decoded)
+            .map_err(|e| ApiError::UnreadableBody(format!("the body does not decode: {e}")))?;
+        if decoded.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        Ok(Bytes::from(decoded))
+    };
+    match encoding {
+        Encoding::Identity => Ok(bytes),
+        Encoding::Gzip => read_limited(&mut flate2::read::MultiGzDecoder::new(&bytes[..])),
+        // HTTP's "deflate" is zlib-wrapped, but some senders use raw deflate.
+        Encoding::Deflate if bytes.first().is_some_and(|b| b & 0x0f == 8) => {
+            read_limited(&mut flate2::read::ZlibDecoder::new(&bytes[..]))
+        }
+        Encoding::Deflate => read_limited(&mut flate2::read::DeflateDecoder::new(&bytes[..])),
+    }
+}
+
+fn starts_with_array(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'[')
+}
+
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
@@ -139,23 +264,40 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiErro
     }
 }
 
-fn ignored(reason: &str) -> Response {
-    (
-        StatusCode::OK,
-        Json(json!({ "status": "ignored", "reason": reason })),
-    )
-        .into_response()
+fn ignored(reason: &str) -> Answer {
+    Answer {
+        status: StatusCode::OK,
+        body: json!({ "status": "ignored", "reason": reason }),
+    }
 }
 
 fn log_decision(event: &ConversationEvent, applied: &Applied) {
-    tracing::info!(
-        organisationId = %event.key.organisation_id,
-        conversationId = %event.key.conversation_id,
-        topic = event.topic.as_str(),
-        correlationId = event.correlation_id.as_deref().unwrap_or_default(),
-        eventTime = event.event_time,
-        decision = applied.decision.as_str(),
-        candidateCancelled = applied.candidate_cancelled,
-        "event processed"
-    );
+    let correlation_id = event.correlation_id.as_deref().unwrap_or_default();
+    match applied.decision {
+        Decision::OtherGenesysOrganisation => tracing::warn!(
+            organisationId = %event.key.organisation_id,
+            conversationId = %event.key.conversation_id,
+            topic = event.topic.as_str(),
+            correlationId = correlation_id,
+            genesysOrganizationId = %event.genesys_organization_id,
+            "event ignored: this conversation belongs to another Genesys organisation"
+        ),
+        Decision::ConversationTooLarge if applied.first_too_large => tracing::warn!(
+            organisationId = %event.key.organisation_id,
+            conversationId = %event.key.conversation_id,
+            topic = event.topic.as_str(),
+            correlationId = correlation_id,
+            "conversation reached HANDOVER_MAX_LEGS; events that would open more legs are ignored"
+        ),
+        _ => tracing::info!(
+            organisationId = %event.key.organisation_id,
+            conversationId = %event.key.conversation_id,
+            topic = event.topic.as_str(),
+            correlationId = correlation_id,
+            eventTime = event.event_time,
+            decision = applied.decision.as_str(),
+            candidateCancelled = applied.candidate_cancelled,
+            "event processed"
+        ),
+    }
 }

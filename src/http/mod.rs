@@ -74,14 +74,16 @@ pub struct Shared {
 pub fn router(state: AppState) -> Router {
     let events = Router::new()
         .route(EVENTS_PATH, post(events::receive_event))
-        .route_layer(middleware::from_fn_with_state(
-            state.request_timeout,
-            enforce_timeout,
-        ))
-        // Outermost: nothing about the request is looked at before the key is checked.
+        // Nothing about the request is looked at before the key is checked; a request without
+        // it is a relayed webhook or a 401.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
+        ))
+        // Outermost: events and relayed webhooks alike are answered within the request timeout.
+        .route_layer(middleware::from_fn_with_state(
+            state.request_timeout,
+            enforce_timeout,
         ));
     let mut router = Router::new()
         .route("/livez", get(health::livez))
@@ -99,7 +101,8 @@ pub fn router(state: AppState) -> Router {
             Arc::clone(&state.metrics),
             time_requests,
         ))
-        .layer(TraceLayer::new_for_http())
+        // 5xx answers log themselves once, with their reason (a 503 is a WARN: it is retried).
+        .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
 }
 

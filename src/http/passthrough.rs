@@ -18,6 +18,8 @@ use sha2::Sha256;
 use std::time::Duration;
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+/// Spec 8.4: at most this much of the upstream's answer is read.
+pub const MAX_UPSTREAM_ANSWER_BYTES: usize = 1024 * 1024;
 
 pub struct Passthrough {
     client: reqwest::Client,
@@ -59,7 +61,13 @@ pub fn signature_is_valid(secret: &str, body: &[u8], header_value: &[u8]) -> boo
     mac.verify_slice(&expected).is_ok()
 }
 
+/// Relays one webhook, within the same body limit, request timeout (the router's) and in-flight
+/// limit as events.
 pub async fn relay(app: &AppState, relay: &Passthrough, request: Request) -> Response {
+    let Ok(_permit) = app.in_flight.try_acquire() else {
+        app.metrics.passthrough("overloaded");
+        return ApiError::Overloaded.into_response();
+    };
     let (parts, body) = request.into_parts();
     let body = match read_body(body, app.max_body_bytes).await {
         Ok(body) => body,
@@ -82,18 +90,48 @@ pub async fn relay(app: &AppState, relay: &Passthrough, request: Request) -> Res
     if let Some(signature) = signature {
         upstream = upstream.header(SIGNATURE_HEADER, signature);
     }
-    let answer = match upstream.send().await {
+    let mut answer = match upstream.send().await {
         Ok(answer) => answer,
         Err(error) => {
             app.metrics.passthrough("upstream_error");
-            tracing::warn!(error = %error.without_url(), "Open Messaging pass-through failed");
+            tracing::warn!(error = %crate::forward::cause_of(&error), "Open Messaging pass-through failed");
             return ApiError::BadGateway.into_response();
         }
     };
-    app.metrics.passthrough("relayed");
+    // 401 and 407 on this path would de-authorize the EventBridge connection.
+    if matches!(answer.status().as_u16(), 401 | 407) {
+        app.metrics.passthrough("upstream_error");
+        tracing::warn!(
+            status = answer.status().as_u16(),
+            "Open Messaging pass-through target refused the webhook; answered 502"
+        );
+        return ApiError::BadGateway.into_response();
+    }
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
-    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut bytes = Vec::new();
+    loop {
+        match answer.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() <= MAX_UPSTREAM_ANSWER_BYTES => {
+                bytes.extend_from_slice(&chunk)
+            }
+            Ok(Some(_)) => {
+                app.metrics.passthrough("upstream_error");
+                tracing::warn!(
+                    limit = MAX_UPSTREAM_ANSWER_BYTES,
+                    "Open Messaging pass-through answer too large; answered 502"
+                );
+                return ApiError::BadGateway.into_response();
+            }
+            Ok(None) => break,
+            Err(error) => {
+                app.metrics.passthrough("upstream_error");
+                tracing::warn!(error = %crate::forward::cause_of(&error), "Open Messaging pass-through answer unreadable");
+                return ApiError::BadGateway.into_response();
+            }
+        }
+    }
+    app.metrics.passthrough("relayed");
     let mut response = (status, Body::from(bytes)).into_response();
     if let Some(value) = content_type.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);

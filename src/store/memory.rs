@@ -84,7 +84,10 @@ impl MemoryStore {
         &self.shards[index]
     }
 
-    fn mem_key(&self, key: &ConversationKey) -> MemKey {
+    /// The key this store holds `key` under. Its organisation is the interned one when the
+    /// organisation is known; otherwise a temporary copy, interned only if a new conversation is
+    /// stored under it (spec 8.3: nothing an event allocates outlives its refusal).
+    fn mem_key(&self, key: &ConversationKey) -> (MemKey, bool) {
         let name = key.organisation_id.as_str();
         let known = self
             .organisations
@@ -92,21 +95,25 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(name)
             .cloned();
-        let organisation = known.unwrap_or_else(|| {
-            let mut organisations = self
-                .organisations
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let interned: Arc<str> = organisations
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| name.into());
-            organisations.insert(Arc::clone(&interned));
-            interned
-        });
-        MemKey {
-            organisation,
+        let interned = known.is_some();
+        let mem_key = MemKey {
+            organisation: known.unwrap_or_else(|| name.into()),
             conversation: CompactId::new(key.conversation_id.as_str()),
+        };
+        (mem_key, interned)
+    }
+
+    /// Shares one allocation per organisation among its stored conversations.
+    fn intern(&self, mem_key: &mut MemKey) {
+        let mut organisations = self
+            .organisations
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match organisations.get(&mem_key.organisation) {
+            Some(known) => mem_key.organisation = Arc::clone(known),
+            None => {
+                organisations.insert(Arc::clone(&mem_key.organisation));
+            }
         }
     }
 
@@ -144,7 +151,7 @@ impl Store for MemoryStore {
         now_ms: u64,
         transition: &mut TransitionFn<'_>,
     ) -> Result<(), StoreError> {
-        let mem_key = self.mem_key(key);
+        let (mut mem_key, interned) = self.mem_key(key);
         let mut shard = lock(self.shard(key));
         let current = shard
             .get(&mem_key)
@@ -164,6 +171,9 @@ impl Store for MemoryStore {
             state,
             expires_at_ms: now_ms.saturating_add(self.ttl_ms),
         });
+        if is_new && !interned {
+            self.intern(&mut mem_key);
+        }
         if shard.insert(mem_key, entry).is_none() {
             self.conversations.fetch_add(1, Ordering::Relaxed);
         }
@@ -171,7 +181,7 @@ impl Store for MemoryStore {
     }
 
     async fn load(&self, key: &ConversationKey) -> Result<Option<ConversationState>, StoreError> {
-        let mem_key = self.mem_key(key);
+        let (mem_key, _) = self.mem_key(key);
         Ok(lock(self.shard(key)).get(&mem_key).map(|e| e.state.clone()))
     }
 
@@ -233,16 +243,12 @@ impl Store for MemoryStore {
         let mut outbox = lock(&self.outbox);
         outbox.in_flight.remove(&delivery.id);
         let next = delivery.after(&settlement);
-        match settlement {
-            Settlement::Done => {}
-            Settlement::Retry {
-                next_attempt_at_ms, ..
-            } => {
-                outbox
-                    .waiting
-                    .insert((next_attempt_at_ms, next.id.clone()), next);
+        match (&settlement, settlement.next_attempt_at_ms()) {
+            (_, Some(due)) => {
+                outbox.waiting.insert((due, next.id.clone()), next);
             }
-            Settlement::DeadLetter { .. } => outbox.dead.push(next),
+            (Settlement::DeadLetter { .. }, None) => outbox.dead.push(next),
+            _ => {}
         }
         Ok(())
     }
@@ -327,6 +333,13 @@ impl Store for MemoryStore {
             evicted += before - shard.len();
         }
         self.conversations.fetch_sub(evicted, Ordering::Relaxed);
+        if evicted > 0 {
+            // An organisation no stored conversation shares any more is forgotten too.
+            self.organisations
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|organisation| Arc::strong_count(organisation) > 1);
+        }
         Ok(evicted)
     }
 

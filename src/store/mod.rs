@@ -60,9 +60,13 @@ impl Delivery {
     /// This delivery as it stands after one more attempt that ended in `settlement`.
     pub fn after(&self, settlement: &Settlement) -> Delivery {
         let mut next = self.clone();
+        if let Settlement::Deferred { next_attempt_at_ms } = settlement {
+            next.next_attempt_at_ms = *next_attempt_at_ms;
+            return next;
+        }
         next.attempts += 1;
         match settlement {
-            Settlement::Done => {}
+            Settlement::Done | Settlement::Deferred { .. } => {}
             Settlement::Retry {
                 next_attempt_at_ms,
                 error,
@@ -88,6 +92,24 @@ pub enum Settlement {
     DeadLetter {
         error: String,
     },
+    /// Not attempted: its destination had enough calls in flight. Back to the outbox, due at
+    /// `next_attempt_at_ms`, with its attempts unchanged.
+    Deferred {
+        next_attempt_at_ms: u64,
+    },
+}
+
+impl Settlement {
+    /// When a delivery that stays in the outbox is due next; `None` when it leaves it.
+    pub fn next_attempt_at_ms(&self) -> Option<u64> {
+        match self {
+            Settlement::Retry {
+                next_attempt_at_ms, ..
+            }
+            | Settlement::Deferred { next_attempt_at_ms } => Some(*next_attempt_at_ms),
+            Settlement::Done | Settlement::DeadLetter { .. } => None,
+        }
+    }
 }
 
 /// Where the end of one episode stands.

@@ -340,12 +340,10 @@ impl Store for RedisStore {
     async fn settle(&self, delivery: &Delivery, settlement: Settlement) -> Result<(), StoreError> {
         let bucket = Bucket::of(&delivery.notice.key);
         let next = delivery.after(&settlement);
-        let (outcome, next_attempt_at_ms) = match &settlement {
-            Settlement::Done => ("done", 0),
-            Settlement::Retry {
-                next_attempt_at_ms, ..
-            } => ("retry", *next_attempt_at_ms),
-            Settlement::DeadLetter { .. } => ("dead", 0),
+        let (outcome, next_attempt_at_ms) = match (&settlement, settlement.next_attempt_at_ms()) {
+            (_, Some(due)) => ("retry", due),
+            (Settlement::DeadLetter { .. }, None) => ("dead", 0),
+            _ => ("done", 0),
         };
         let mut settle = self.scripts.settle.prepare_invoke();
         settle

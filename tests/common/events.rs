@@ -7,6 +7,9 @@ pub const ORG: &str = "handover-prod";
 pub const GENESYS_ORG: &str = "3f2c9d1e-7a44-4c1b-8e0f-5b6a7c8d9e01";
 pub const BOT_USER: &str = "cognigy-user-5f0d8c2e";
 pub const WRAPUP: &str = "c0de5a1e-77aa-4f0b-9c1d-2e3f4a5b6c7d";
+/// Where a test conversation's time 0 lies in the events posted over HTTP (2025-11-01): the
+/// receiver refuses event times before 2000 and far in the future.
+pub const EPOCH_MS: i64 = 1_762_000_000_000;
 
 /// One event of a test conversation, by leg name ("A", "B", ...) and event time.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,7 +120,7 @@ impl Spec {
     pub fn envelope_with_id(&self, conversation_id: &str, envelope_id: &str) -> Value {
         let agent = self.leg.is_some();
         let mut body = json!({
-            "eventTime": self.t,
+            "eventTime": EPOCH_MS + self.t,
             "conversationId": conversation_id,
             "participantId": format!("participant-{}", self.leg.as_deref().unwrap_or("customer")),
             "sessionId": self.session_id(),
