@@ -1,11 +1,17 @@
 # The commands a newcomer needs. `make test` is the README's test command and what CI runs.
-.PHONY: test lint validate-deploy bench bench-smoke run
+.PHONY: test lint validate-deploy bench bench-smoke run fuzz
 
 ## Run every test (unit, engine vectors and properties, HTTP, end to end on both stores, Redis,
-## the binary). Installs redis-server first when it is missing.
+## the binary, hostile input, the alert rules). Installs redis-server and promtool first when
+## they are missing.
 test:
 	scripts/ensure-redis-server
+	scripts/check-alert-rules
 	cargo test --locked
+
+## A long fuzz-style run of the hostile-input properties (200,000 cases each, optimised build).
+fuzz:
+	PROPTEST_CASES=200000 cargo test --locked --release --test hostile fuzz::
 
 ## Formatting and lints, as CI checks them.
 lint:

@@ -222,22 +222,19 @@ impl Engine {
         }
     }
 
-    /// Spec 8.3: whether this event would add a leg (or a customer session) beyond
-    /// `max_legs`, so that one conversation's size, and the cost of its events, stay bounded.
+    /// Spec 8.3: whether this event would add an agent leg beyond `max_legs` (or a customer
+    /// session beyond as many), so that one conversation's size, and the cost of its events,
+    /// stay bounded. Events of known legs always pass: a conversation at the bound still ends.
     fn opens_one_leg_too_many(
         &self,
         state: &ConversationState,
         event: &ConversationEvent,
         leg_key: &str,
     ) -> bool {
-        let held = state.legs.len() + state.customer_ends.len();
-        if held < self.max_legs {
-            return false;
-        }
         if event.topic == Topic::CustomerEnd {
-            return true;
+            return state.customer_ends.len() >= self.max_legs;
         }
-        !state.legs.iter().any(|leg| leg.key.is(leg_key))
+        state.legs.len() >= self.max_legs && !state.legs.iter().any(|leg| leg.key.is(leg_key))
     }
 
     /// Closes grace windows that are due at `now_ms`.

@@ -277,3 +277,95 @@ impl DeliveryWorker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EndNotice, EndReason};
+    use crate::genesys::ConversationKey;
+    use crate::store::{DeliveryStatus, MemoryStore};
+
+    /// A sender whose every attempt panics, as the year-10000 end once did.
+    struct Panics;
+
+    #[async_trait]
+    impl Sender for Panics {
+        fn destination(&self, _delivery: &Delivery) -> String {
+            "panics".into()
+        }
+
+        async fn attempt(&self, _delivery: &Delivery) -> Attempt {
+            panic!("an attempt that panics")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_attempt_counts_as_a_failed_attempt_and_is_retried() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(60_000, 10));
+        let key = ConversationKey::new("org", "conversation");
+        let end = EndNotice {
+            key: key.clone(),
+            genesys_organization_id: "genesys".into(),
+            user_id: None,
+            reason: EndReason::CustomerEnd,
+            disconnect_type: None,
+            ended_at: 1,
+            episode: 1,
+            transfers: 0,
+            agent: None,
+            correlation_id: None,
+            decided_at_ms: now_ms(),
+        };
+        let id = end.idempotency_key();
+        store
+            .update(&key, now_ms(), &mut |_| {
+                Some(crate::store::Transition {
+                    state: crate::engine::ConversationState::new("genesys"),
+                    ends: vec![end.clone()],
+                })
+            })
+            .await
+            .unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(
+            DeliveryWorker {
+                store: Arc::clone(&store),
+                sender: Arc::new(Panics),
+                policy: RetryPolicy {
+                    base_ms: 10,
+                    max_ms: 20,
+                    give_up_after_ms: 60_000,
+                },
+                lease_ms: 1_000,
+                limits: DeliveryLimits {
+                    concurrency: 4,
+                    per_destination: 2,
+                },
+                wake: Arc::new(Notify::new()),
+                metrics: Arc::new(Metrics::new()),
+            }
+            .run(stopped),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let DeliveryStatus::Pending(delivery) =
+                store.delivery_status(&key, &id).await.unwrap()
+            {
+                if delivery.attempts >= 2 {
+                    assert!(delivery.last_error.unwrap().contains("panicked"));
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the panicking delivery was not retried"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), worker)
+            .await
+            .expect("the worker stops")
+            .unwrap();
+    }
+}

@@ -7,9 +7,15 @@ use std::time::Duration;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_handover-receiver");
 
+/// The executable under test: this build's, or `HANDOVER_TEST_BINARY` (e.g. the previous
+/// release, to show that a test of a defect fails there).
+pub fn binary() -> String {
+    std::env::var("HANDOVER_TEST_BINARY").unwrap_or_else(|_| BINARY.to_owned())
+}
+
 /// The binary with a clean environment: only what the test sets.
 pub fn command(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BINARY);
+    let mut command = Command::new(binary());
     command.env_clear();
     for (name, value) in env {
         command.env(name, value);
@@ -31,7 +37,26 @@ impl Process {
     pub fn start(env: &[(&str, &str)]) -> Self {
         let mut env = env.to_vec();
         env.push(("HANDOVER_LISTEN_ADDR", "127.0.0.1:0"));
-        let mut child = command(&env)
+        Self::spawn(command(&env))
+    }
+
+    /// Starts the binary through `sh -c "ulimit -n <files>"`: at most `files` open descriptors.
+    pub fn start_with_file_limit(env: &[(&str, &str)], files: u32) -> Self {
+        let mut shell = Command::new("sh");
+        shell.env_clear();
+        for (name, value) in env {
+            shell.env(name, value);
+        }
+        shell.env("HANDOVER_LISTEN_ADDR", "127.0.0.1:0").args([
+            "-c",
+            &format!("ulimit -n {files} && exec \"$0\""),
+            &binary(),
+        ]);
+        Self::spawn(shell)
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -71,6 +96,32 @@ impl Process {
             if line.contains(needle) {
                 return line;
             }
+        }
+    }
+
+    /// Resident memory of the process, from /proc, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/<pid>/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status");
+        kib * 1024
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it still runs.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

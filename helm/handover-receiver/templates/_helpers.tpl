@@ -47,7 +47,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and .Values.forwarding.enabled (not .Values.forwarding.cognigyUrl) }}
 {{- fail "forwarding.enabled needs forwarding.cognigyUrl" }}
 {{- end }}
-{{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.config.shutdownGraceSecs) }}
-{{- fail "terminationGracePeriodSeconds must be longer than config.shutdownGraceSecs, or the drain is cut short" }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (add (int .Values.config.shutdownGraceSecs) (div (add (int .Values.config.requestTimeoutMs) 999) 1000)) }}
+{{- fail "terminationGracePeriodSeconds must be longer than config.shutdownGraceSecs plus config.requestTimeoutMs, or the shutdown is cut short" }}
 {{- end }}
 {{- end }}
