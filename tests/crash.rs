@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::app::{EVENTS, KEY};
+use common::app::KEY;
 use common::events::{ORG, customer_end, end};
 use common::process::Process;
 use common::redis_server::RedisServer;
@@ -27,16 +27,9 @@ fn start(server: &RedisServer, cognigy: &MockServer, grace_ms: &str) -> Process 
 }
 
 async fn post(process: &Process, event: serde_json::Value) -> serde_json::Value {
-    let response = reqwest::Client::new()
-        .post(format!("http://{}{EVENTS}", process.addr))
-        .header("authorization", KEY)
-        .header("content-type", "application/json")
-        .body(event.to_string())
-        .send()
-        .await
-        .expect("the service answers");
-    assert_eq!(response.status().as_u16(), 202);
-    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+    let (status, body) = process.post(event.to_string()).await;
+    assert_eq!(status, 202);
+    body
 }
 
 async fn received(cognigy: &MockServer) -> Vec<Request> {

@@ -164,6 +164,7 @@ impl Engine {
         {
             return Applied::only(Decision::OtherGenesysOrganisation);
         }
+        state.seen.rotate(now_ms, DEDUP_MEMORY_MS);
         let leg_key = leg_key(event);
         let by_id = fingerprint::envelope_id(&event.envelope_id);
         let by_content = fingerprint::content(event.topic, leg_key, event.event_time);
@@ -178,7 +179,6 @@ impl Engine {
         }
         // Remember the new id even of a duplicate, so that its own retries are duplicates too.
         let bound = self.max_legs.saturating_mul(FINGERPRINTS_PER_LEG);
-        state.seen.rotate(now_ms, DEDUP_MEMORY_MS);
         state.seen.remember(by_id, now_ms, bound);
         state.seen.remember(by_content, now_ms, bound);
         if duplicate {

@@ -117,6 +117,14 @@ impl MemoryStore {
         }
     }
 
+    /// Organisations interned: one per organisation with a stored conversation.
+    pub fn organisations_held(&self) -> usize {
+        self.organisations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     fn move_timer(&self, key: &ConversationKey, old: Option<u64>, new: Option<u64>) {
         if old == new {
             return;

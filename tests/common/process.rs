@@ -99,6 +99,21 @@ impl Process {
         }
     }
 
+    /// POSTs `body` to the events path with the API key, as EventBridge does; status and body.
+    pub async fn post(&self, body: String) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("http://{}{}", self.addr, super::app::EVENTS))
+            .header("authorization", super::app::KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the service answers");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
     /// Resident memory of the process, from /proc, in bytes.
     pub fn rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

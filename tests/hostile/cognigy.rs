@@ -1,7 +1,7 @@
 //! Spec 8.6 and 8.2: the call to Cognigy cannot be moved by an event, one tenant's hung endpoint
 //! does not hold back another's ends, failures say their cause, and no time panics a delivery.
 
-use crate::common::app::{EVENTS, KEY};
+use crate::common::app::KEY;
 use crate::common::events::*;
 use crate::common::process::{Process, command};
 use crate::common::running::{Running, eventually};
@@ -143,16 +143,7 @@ fn templates_that_could_move_the_call_are_refused_at_start() {
 }
 
 async fn post(process: &Process, event: &Value) -> u16 {
-    reqwest::Client::new()
-        .post(format!("http://{}{EVENTS}", process.addr))
-        .header("authorization", KEY)
-        .header("content-type", "application/json")
-        .body(event.to_string())
-        .send()
-        .await
-        .expect("the service answers")
-        .status()
-        .as_u16()
+    process.post(event.to_string()).await.0
 }
 
 /// Defect: one hung tenant endpoint delayed every other tenant's ends by 12 to 15 s (the delivery

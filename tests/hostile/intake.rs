@@ -344,3 +344,64 @@ fn past_the_bound_a_conversation_state_stays_the_same_size() {
     assert_eq!(refused.decision, Decision::ConversationTooLarge);
     assert!(!refused.first_too_large, "warned once only");
 }
+
+crate::on_both_stores!(identifiers_with_separators_can_never_share_a_key);
+
+/// Defect: `:` in ids made two conversations share an Idempotency-Key, and on Redis one state key.
+async fn identifiers_with_separators_can_never_share_a_key(
+    backend: crate::common::backend::Backend,
+) {
+    let running = backend.start(&[]).await;
+    let with_source = |organisation: &str, conversation: &str| {
+        edited(&customer_end(1_000), conversation, |e| {
+            e["source"] = json!(format!(
+                "aws.partner/genesys.com/cloud/{GENESYS_ORG}/{organisation}"
+            ));
+        })
+    };
+    for (organisation, conversation) in [("x", "y:z"), ("x:y", "z")] {
+        let (status, body) = running.post(&with_source(organisation, conversation)).await;
+        assert_eq!(status, 400, "{organisation} {conversation}: {body}");
+        assert_eq!(body["error"], "invalid_identifier");
+        let key = ConversationKey::new(organisation, conversation);
+        assert!(running.state.store.load(&key).await.unwrap().is_none());
+    }
+    // Two valid conversations whose parts would run together without a separator.
+    for (organisation, conversation) in [("ab", "c"), ("a", "bc")] {
+        let (status, _) = running.post(&with_source(organisation, conversation)).await;
+        assert_eq!(status, 202);
+    }
+    let ab_c = running
+        .state
+        .store
+        .load(&ConversationKey::new("ab", "c"))
+        .await
+        .unwrap()
+        .expect("ab/c stored");
+    let a_bc = running
+        .state
+        .store
+        .load(&ConversationKey::new("a", "bc"))
+        .await
+        .unwrap()
+        .expect("a/bc stored");
+    assert_eq!(
+        (ab_c.episode, a_bc.episode),
+        (2, 2),
+        "each ended once, apart"
+    );
+    if let Some(redis) = &backend.redis {
+        let mut connection = redis.connection();
+        let keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg("hr:*:c:*")
+            .query(&mut connection)
+            .unwrap();
+        let mut keys: Vec<String> = keys
+            .into_iter()
+            .map(|k| k.split_once(":c:").unwrap().1.to_owned())
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["a:bc", "ab:c"]);
+    }
+    running.shutdown().await;
+}

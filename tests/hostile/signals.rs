@@ -53,18 +53,12 @@ async fn a_503_is_one_warn_line_with_its_reason() {
         ("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY),
         ("HANDOVER_MAX_CONVERSATIONS", "1"),
     ]);
-    let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     for conversation in ["first-conversation", "second-conversation"] {
-        let response = client
-            .post(format!("http://{}{EVENTS}", process.addr))
-            .header("authorization", KEY)
-            .header("content-type", "application/json")
-            .body(start("A", 1_000).envelope(conversation).to_string())
-            .send()
-            .await
-            .unwrap();
-        statuses.push(response.status().as_u16());
+        let (status, _) = process
+            .post(start("A", 1_000).envelope(conversation).to_string())
+            .await;
+        statuses.push(status);
     }
     assert_eq!(statuses, [202, 503]);
     process.wait_for_line("answered 503");
