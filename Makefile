@@ -11,7 +11,7 @@ test:
 
 ## A long fuzz-style run of the hostile-input properties (200,000 cases each, optimised build).
 fuzz:
-	PROPTEST_CASES=200000 cargo test --locked --release --test hostile fuzz::
+	PROPTEST_CASES=200000 cargo test --locked --release --test integration hostile::fuzz::
 
 ## Formatting and lints, as CI checks them.
 lint:

@@ -6,7 +6,10 @@
 use serde_json::{Value, json};
 
 pub const ORG: &str = "bench-org";
-const GENESYS_ORG: &str = "3f2c9d1e-7a44-4c1b-8e0f-5b6a7c8d9e01";
+
+#[path = "../../tests/integration/common/wire.rs"]
+mod wire;
+use wire::GENESYS_ORG;
 
 /// One conversation's deliveries (bodies as EventBridge POSTs them), noise included.
 pub struct Conversation {
@@ -203,23 +206,14 @@ fn envelope(conversation: &str, n: u64, envelope_id: &str, event: &Event) -> Str
     for (key, value) in event.extra.as_object().into_iter().flatten() {
         body[key] = value.clone();
     }
-    json!({
-        "version": "0",
-        "id": envelope_id,
-        "detail-type": format!("v2.detail.events.conversation.{{id}}.{}", event.topic),
-        "source": format!("aws.partner/genesys.com/cloud/{GENESYS_ORG}/{ORG}"),
-        "account": "123456789012",
-        "time": "2025-11-04T10:15:42Z",
-        "region": "eu-central-1",
-        "resources": [],
-        "detail": {
-            "topicName": format!("v2.detail.events.conversation.{conversation}.{}", event.topic),
-            "version": "2",
-            "eventBody": body,
-            "metadata": {"CorrelationId": "c4d5e6f7-0819-4a2b-b3c4-d5e6f708192a"},
-            "timestamp": "2025-11-04T10:15:41.907Z"
-        }
-    })
+    wire::envelope(
+        ORG,
+        event.topic,
+        conversation,
+        envelope_id,
+        "c4d5e6f7-0819-4a2b-b3c4-d5e6f708192a",
+        body,
+    )
     .to_string()
 }
 

@@ -602,80 +602,12 @@ async fn load_open_conversations(url: &str, from: u64, to: u64) {
     }
 }
 
-// Redis ---------------------------------------------------------------------------------------------
+// Redis: the tests' launcher -------------------------------------------------------------------------
 
-struct RedisServer {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("handover-bench-redis-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(dir.join("redis.sock"))
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts (make bench installs it)");
-        let server = Self { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.socket().exists() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("redis.sock")
-    }
-
-    fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket().display())
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .arg("-s")
-            .arg(self.socket())
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Mean `MEMORY USAGE` of up to 2,000 conversation keys.
-    fn bytes_per_conversation(&self) -> f64 {
-        let keys = self.cli(&["--scan", "--pattern", "hr:*:c:*"]);
-        let keys: Vec<&str> = keys.lines().take(2_000).collect();
-        if keys.is_empty() {
-            return 0.0;
-        }
-        let total: u64 = keys
-            .iter()
-            .map(|k| {
-                self.cli(&["MEMORY", "USAGE", k])
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap_or(0)
-            })
-            .sum();
-        total as f64 / keys.len() as f64
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+#[allow(dead_code)]
+#[path = "../../tests/integration/common/redis_server.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 // Report --------------------------------------------------------------------------------------------
 

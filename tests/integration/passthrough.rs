@@ -1,11 +1,9 @@
 //! Open Messaging pass-through: signed webhooks on the events path, relayed byte for byte.
 
-mod common;
-
+use crate::common::app::{EVENTS, KEY, sample, send, service};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
-use common::app::{EVENTS, KEY, sample, send, service};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use wiremock::matchers::{method, path};

@@ -3,7 +3,7 @@
 
 use crate::common::app::{KEY, post_event, sample, send, service};
 use crate::common::events::*;
-use crate::edited;
+use crate::hostile::edited;
 use axum::http::StatusCode;
 use handover_receiver::clock::now_ms;
 use handover_receiver::engine::{Decision, Engine};

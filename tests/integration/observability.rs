@@ -1,9 +1,7 @@
 //! The Grafana dashboard and the alert rules only use metrics the service really exports.
 
-mod common;
-
-use common::events::customer_end;
-use common::running::{Running, eventually};
+use crate::common::events::customer_end;
+use crate::common::running::{Running, eventually};
 use handover_receiver::metrics::NAMES;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -30,7 +28,7 @@ fn names_in(expr: &str) -> BTreeSet<String> {
 
 /// Metric names (series names without labels) exported after real traffic of every kind.
 async fn exported() -> BTreeSet<String> {
-    let cognigy = common::cognigy::answering(200).await;
+    let cognigy = crate::common::cognigy::answering(200).await;
     let url = format!("{}/ended", cognigy.uri());
     let running = Running::start(&["--forward", "true", "--cognigy-url", &url]).await;
     running.post_spec(&customer_end(5_000), "c-1").await;

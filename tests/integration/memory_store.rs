@@ -1,10 +1,8 @@
 //! The in-memory store: atomic updates, serialisation per conversation, timers, TTL (rule 8).
 
-mod common;
-
-use common::events::{end, start};
-use common::harness::CONVERSATION;
-use common::store::apply;
+use crate::common::events::{end, start};
+use crate::common::harness::CONVERSATION;
+use crate::common::store::apply;
 use handover_receiver::engine::{ConversationState, Engine};
 use handover_receiver::genesys::ConversationKey;
 use handover_receiver::store::{MemoryStore, Store};
@@ -13,7 +11,7 @@ use std::sync::Arc;
 const TTL_MS: u64 = 60_000;
 
 fn key(conversation: &str) -> ConversationKey {
-    ConversationKey::new(common::events::ORG, conversation)
+    ConversationKey::new(crate::common::events::ORG, conversation)
 }
 
 #[tokio::test]

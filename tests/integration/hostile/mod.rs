@@ -1,10 +1,7 @@
-//! Hostile input and hostile peers (spec section 8): nothing a caller sends can misroute, wedge,
+//! Hostile input and hostile peers (README "Limits and hostile input"): nothing a caller sends can misroute, wedge,
 //! panic or exhaust the service. Each test names the defect it guards against; those that run the
 //! executable can be pointed at another build with `HANDOVER_TEST_BINARY` (the previous release
 //! fails them).
-
-#[path = "../common/mod.rs"]
-mod common;
 
 mod bodies;
 mod cognigy;
@@ -20,7 +17,7 @@ use serde_json::Value;
 
 /// An EventBridge event of a test conversation with `edit` applied to its JSON.
 pub fn edited(
-    spec: &common::events::Spec,
+    spec: &crate::common::events::Spec,
     conversation: &str,
     edit: impl FnOnce(&mut Value),
 ) -> Value {

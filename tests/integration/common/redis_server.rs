@@ -88,6 +88,32 @@ impl RedisServer {
         self.launch();
     }
 
+    /// Mean `MEMORY USAGE` of up to 2,000 conversation state keys.
+    pub fn bytes_per_conversation(&self) -> f64 {
+        let mut connection = self.connection();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("hr:*:c:*")
+            .query(&mut connection)
+            .unwrap_or_default();
+        let keys = &keys[..keys.len().min(2_000)];
+        if keys.is_empty() {
+            return 0.0;
+        }
+        let total: u64 = keys
+            .iter()
+            .map(|key| {
+                redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(key)
+                    .query::<Option<u64>>(&mut connection)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            })
+            .sum();
+        total as f64 / keys.len() as f64
+    }
+
     /// A synchronous connection, for looking at what the service stored.
     pub fn connection(&self) -> redis::Connection {
         redis::Client::open(self.url())

@@ -1,14 +1,12 @@
 //! The Redis store against a real redis-server: atomic decisions across replicas, exactly one
 //! call per end, Redis going away and coming back, memory per conversation, expiry.
 
-mod common;
-
-use common::app::KEY;
-use common::events::*;
-use common::redis_server::{RedisCluster, RedisServer};
-use common::running::{Running, eventually};
-use common::shuffle::deliveries;
-use common::store::apply;
+use crate::common::app::KEY;
+use crate::common::events::*;
+use crate::common::redis_server::{RedisCluster, RedisServer};
+use crate::common::running::{Running, eventually};
+use crate::common::shuffle::deliveries;
+use crate::common::store::apply;
 use handover_receiver::engine::Engine;
 use handover_receiver::genesys::ConversationKey;
 use handover_receiver::store::{RedisOptions, RedisStore, RedisTarget, Store, Transition};
@@ -94,7 +92,7 @@ async fn two_replicas_on_a_redis_cluster_send_exactly_one_call_per_conversation(
 /// Conversations with transfers, posted in random order with duplicates, split at random between
 /// two replicas on the given store: every conversation gets exactly one call.
 async fn two_replicas_send_one_call_per_conversation(store: &[&str], conversations: usize) {
-    let cognigy = common::cognigy::answering(200).await;
+    let cognigy = crate::common::cognigy::answering(200).await;
     let url = format!("{}/ended", cognigy.uri());
     let mut args = store.to_vec();
     args.extend([
@@ -262,18 +260,11 @@ async fn conversation_state_stays_small_and_every_key_expires() {
         CONVERSATIONS,
         "only the conversations' state is left: {keys:?}"
     );
-    let mut bytes = 0usize;
     for key in &keys {
         let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut connection).unwrap();
         assert!(ttl > 0, "{key} does not expire");
-        let usage: usize = redis::cmd("MEMORY")
-            .arg("USAGE")
-            .arg(key)
-            .query(&mut connection)
-            .unwrap();
-        bytes += usage;
     }
-    let per_conversation = bytes / CONVERSATIONS;
+    let per_conversation = server.bytes_per_conversation() as usize;
     println!("Redis MEMORY USAGE per ended conversation: {per_conversation} bytes");
     assert!(
         per_conversation < 2_048,

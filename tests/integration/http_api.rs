@@ -1,11 +1,9 @@
 //! The HTTP contract of spec section 2, through the real router.
 
-mod common;
-
+use crate::common::app::{EVENTS, KEY, PREVIOUS_KEY, post_event, sample, send, service};
+use crate::common::events::{customer_end, end, start};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::app::{EVENTS, KEY, PREVIOUS_KEY, post_event, sample, send, service};
-use common::events::{customer_end, end, start};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 

@@ -1,12 +1,10 @@
 //! `/metrics`: values change as events flow, on the main listener or on its own.
 
-mod common;
-
+use crate::common::app::{KEY, post_event, sample, send, service};
+use crate::common::events::customer_end;
+use crate::common::running::{Running, eventually};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::app::{KEY, post_event, sample, send, service};
-use common::events::customer_end;
-use common::running::{Running, eventually};
 use handover_receiver::Service;
 use http_body_util::BodyExt;
 use std::time::Duration;
@@ -136,7 +134,7 @@ async fn counters_and_gauges_follow_the_events() {
 
 #[tokio::test]
 async fn forward_attempts_are_counted_and_timed() {
-    let cognigy = common::cognigy::answering(404).await;
+    let cognigy = crate::common::cognigy::answering(404).await;
     let url = format!("{}/ended", cognigy.uri());
     let running = Running::start(&["--forward", "true", "--cognigy-url", &url]).await;
     running.post_spec(&customer_end(5_000), "c-1").await;

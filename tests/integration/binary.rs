@@ -1,9 +1,7 @@
 //! The real executable: start-up checks, `--help`, logs, and SIGTERM.
 
-mod common;
-
-use common::app::{EVENTS, KEY, sample};
-use common::process::{Process, command};
+use crate::common::app::{EVENTS, KEY, sample};
+use crate::common::process::{Process, command};
 
 #[test]
 fn refuses_to_start_without_the_api_key() {

@@ -1,10 +1,8 @@
 //! `replay`: files of events POSTed to a real receiver, counted, and idempotent.
 
-mod common;
-
-use common::app::{KEY, sample};
-use common::backend::Backend;
-use common::events::{end, start};
+use crate::common::app::{KEY, sample};
+use crate::common::backend::Backend;
+use crate::common::events::{end, start};
 use handover_receiver::replay::{ReplayArgs, Summary, read_all, run};
 use serde_json::json;
 use std::path::PathBuf;
@@ -75,7 +73,7 @@ fn every_input_shape_is_read() {
     assert!(items[4].origin.ends_with("dlq.json#0"));
 }
 
-on_both_stores!(replay_counts_and_replaying_twice_changes_nothing);
+crate::on_both_stores!(replay_counts_and_replaying_twice_changes_nothing);
 
 async fn replay_counts_and_replaying_twice_changes_nothing(backend: Backend) {
     let running = backend.start(&[]).await;

@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
 
 pub mod app;
 pub mod backend;
@@ -12,3 +11,4 @@ pub mod running;
 pub mod shuffle;
 pub mod store;
 pub mod vectors;
+pub mod wire;

@@ -2,11 +2,9 @@
 //! after-call work before or after the next agent's start, rejects, takeovers, optional
 //! customer.end, and user.start events that the topic filter may have dropped.
 
-mod common;
-
-use common::events::*;
-use common::harness::{CONVERSATION, Harness};
-use common::shuffle::deliveries;
+use crate::common::events::*;
+use crate::common::harness::{CONVERSATION, Harness};
+use crate::common::shuffle::deliveries;
 use handover_receiver::engine::{EndNotice, EndReason};
 use handover_receiver::genesys::Topic;
 use proptest::prelude::*;

@@ -1,8 +1,8 @@
 //! Spec 8.7: secrets that could never match are refused at start-up and by `check-config`, and
 //! `check-config` prints no secret, no user information and no query.
 
-use crate::cognigy::run_to_exit;
 use crate::common::app::KEY;
+use crate::hostile::cognigy::run_to_exit;
 use std::time::Duration;
 
 /// Defect: a key with a trailing newline (what `gen-key | head -1 > f; kubectl ... --from-file`

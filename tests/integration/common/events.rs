@@ -4,7 +4,7 @@ use handover_receiver::genesys::{ConversationEvent, ConversationKey, DisconnectT
 use serde_json::{Value, json};
 
 pub const ORG: &str = "handover-prod";
-pub const GENESYS_ORG: &str = "3f2c9d1e-7a44-4c1b-8e0f-5b6a7c8d9e01";
+pub use super::wire::GENESYS_ORG;
 pub const BOT_USER: &str = "cognigy-user-5f0d8c2e";
 pub const WRAPUP: &str = "c0de5a1e-77aa-4f0b-9c1d-2e3f4a5b6c7d";
 /// Where a test conversation's time 0 lies in the events posted over HTTP (2025-11-01): the
@@ -149,22 +149,13 @@ impl Spec {
         if let Some(code) = &self.wrapup_code {
             body["wrapupCode"] = json!(code);
         }
-        json!({
-            "version": "0",
-            "id": envelope_id,
-            "detail-type": format!("v2.detail.events.conversation.{{id}}.{}", self.topic),
-            "source": format!("aws.partner/genesys.com/cloud/{GENESYS_ORG}/{ORG}"),
-            "account": "123456789012",
-            "time": "2025-11-04T10:15:42Z",
-            "region": "eu-central-1",
-            "resources": [],
-            "detail": {
-                "topicName": self.topic.name_for(conversation_id),
-                "version": "2",
-                "eventBody": body,
-                "metadata": {"CorrelationId": format!("corr-{envelope_id}")},
-                "timestamp": "2025-11-04T10:15:41.907Z"
-            }
-        })
+        super::wire::envelope(
+            ORG,
+            self.topic.as_str(),
+            conversation_id,
+            envelope_id,
+            &format!("corr-{envelope_id}"),
+            body,
+        )
     }
 }

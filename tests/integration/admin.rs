@@ -1,13 +1,11 @@
 //! The operator routes: off without a token, closed to the EventBridge key, and useful.
 
-mod common;
-
+use crate::common::app::{KEY, post_event, sample, send, service};
+use crate::common::backend::Backend;
+use crate::common::events::{ORG, customer_end};
+use crate::common::running::eventually;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::app::{KEY, post_event, sample, send, service};
-use common::backend::Backend;
-use common::events::{ORG, customer_end};
-use common::running::eventually;
 use serde_json::Value;
 use std::time::Duration;
 use wiremock::matchers::method;
@@ -104,10 +102,10 @@ async fn conversation_inspection_shows_legs_candidate_and_episodes() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
 
-on_both_stores!(dead_letters_are_listed_and_replayed);
+crate::on_both_stores!(dead_letters_are_listed_and_replayed);
 
 async fn dead_letters_are_listed_and_replayed(backend: Backend) {
-    let cognigy = common::cognigy::answering(500).await;
+    let cognigy = crate::common::cognigy::answering(500).await;
     let url = format!("{}/ended", cognigy.uri());
     let args: Vec<String> = [
         "--forward",

@@ -1,9 +1,7 @@
 //! One test per decision rule of spec section 4 (and its corners), through the pure engine.
 
-mod common;
-
-use common::events::*;
-use common::harness::{GRACE_MS, Harness};
+use crate::common::events::*;
+use crate::common::harness::{GRACE_MS, Harness};
 use handover_receiver::engine::{Decision, EndReason};
 
 // Rule 1 -------------------------------------------------------------------------------------
@@ -368,11 +366,11 @@ fn rule7_reused_conversation_gets_a_second_episode() {
     assert_eq!(ends.iter().map(|e| e.episode).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(
         ends[0].idempotency_key(),
-        format!("{ORG}:{}:1", common::harness::CONVERSATION)
+        format!("{ORG}:{}:1", crate::common::harness::CONVERSATION)
     );
     assert_eq!(
         ends[1].idempotency_key(),
-        format!("{ORG}:{}:2", common::harness::CONVERSATION)
+        format!("{ORG}:{}:2", crate::common::harness::CONVERSATION)
     );
 }
 

@@ -1,12 +1,10 @@
 //! The service on a real port, a wiremock Cognigy, and conversations posted as EventBridge
 //! delivers them. Every scenario runs on both stores: in memory and on a real redis-server.
 
-mod common;
-
-use common::backend::Backend;
-use common::events::*;
-use common::running::{Running, eventually};
-use common::shuffle::deliveries;
+use crate::common::backend::Backend;
+use crate::common::events::*;
+use crate::common::running::{Running, eventually};
+use crate::common::shuffle::deliveries;
 use serde_json::{Value, json};
 use std::time::Duration;
 use wiremock::matchers::{method, path};
@@ -61,7 +59,7 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-on_both_stores!(
+crate::on_both_stores!(
     transfer_conversation_out_of_order_with_duplicates_gives_exactly_one_call,
     retries_503_then_delivers_once_with_the_same_idempotency_key,
     cognigy_404_is_not_retried,

@@ -1,12 +1,10 @@
 //! Crash safety with the Redis store: the real binary killed with SIGKILL and started again.
 
-mod common;
-
-use common::app::KEY;
-use common::events::{ORG, customer_end, end};
-use common::process::Process;
-use common::redis_server::RedisServer;
-use common::running::eventually;
+use crate::common::app::KEY;
+use crate::common::events::{ORG, customer_end, end};
+use crate::common::process::Process;
+use crate::common::redis_server::RedisServer;
+use crate::common::running::eventually;
 use std::time::Duration;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -57,7 +55,7 @@ fn pending_work(server: &RedisServer) -> usize {
 #[tokio::test]
 async fn killed_inside_the_grace_window_the_end_is_still_delivered_once() {
     let server = RedisServer::start();
-    let cognigy = common::cognigy::answering(200).await;
+    let cognigy = crate::common::cognigy::answering(200).await;
 
     let first = start(&server, &cognigy, "1500");
     let answer = post(&first, end("A", 9_000, "CLIENT").envelope(CONVERSATION)).await;

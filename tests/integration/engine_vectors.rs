@@ -1,12 +1,10 @@
 //! Every case of the spec's decision vectors, each phase delivered in several shuffled orders with
 //! duplicates, through the pure engine.
 
-mod common;
-
-use common::events::session;
-use common::harness::{CONVERSATION, Harness};
-use common::shuffle::deliveries;
-use common::vectors::{Case, ExpectedEnd, load};
+use crate::common::events::session;
+use crate::common::harness::{CONVERSATION, Harness};
+use crate::common::shuffle::deliveries;
+use crate::common::vectors::{Case, ExpectedEnd, load};
 use handover_receiver::engine::EndNotice;
 
 const ORDERS_PER_PHASE: u64 = 12;
