@@ -4,6 +4,7 @@
 //! - [`genesys`]: wire types, topics and filters (lenient).
 //! - [`engine`]: the decision rules, pure.
 //! - [`store`]: conversation state, grace-window timers and the outbox.
+//! - [`conversation`]: one step of a conversation (event or tick) and what follows it.
 //! - [`forward`]: the call to Cognigy and its delivery worker.
 //! - [`http`]: router, API key, handlers, status codes.
 //! - [`server`]: connections, with their timeouts and limit.
@@ -11,6 +12,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod conversation;
 pub mod engine;
 pub mod forward;
 pub mod genesys;

@@ -1,6 +1,7 @@
 //! Putting it together: store, workers, HTTP server, and the drain on shutdown.
 
 use crate::config::{Forwarding, Settings, StoreKind};
+use crate::conversation::{Conversations, Wakers};
 use crate::engine::Engine;
 use crate::forward::{CognigyClient, CognigyTarget, DeliveryWorker, Sender, Shadow};
 use crate::http::{self, ApiKeys, AppState, Passthrough, Shared};
@@ -12,10 +13,9 @@ use secrecy::ExposeSecret;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +37,9 @@ pub struct Service {
     pub state: AppState,
     sender: Arc<dyn Sender>,
     settings: Settings,
+    /// Cancelled last, when the drain is over: stops the workers. Its child, `state.traffic`, is
+    /// cancelled first, on the shutdown signal: stops taking traffic.
+    stop: CancellationToken,
 }
 
 impl Service {
@@ -83,18 +86,24 @@ impl Service {
                 )
             }
         };
+        let metrics = Arc::new(Metrics::new());
+        let conversations = Arc::new(Conversations::new(
+            Arc::clone(&store),
+            Engine::new(settings.end_grace_ms).with_max_legs(settings.max_legs),
+            Arc::clone(&metrics),
+            Wakers::default(),
+        ));
+        let stop = CancellationToken::new();
         let state = AppState::new(Shared {
+            conversations,
             store,
-            engine: Engine::new(settings.end_grace_ms).with_max_legs(settings.max_legs),
             filter: Arc::new(settings.filter.clone()),
             api_keys: Arc::new(ApiKeys::new(settings.api_keys.clone())),
-            timer_wake: Arc::new(Notify::new()),
-            delivery_wake: Arc::new(Notify::new()),
-            draining: Arc::new(AtomicBool::new(false)),
+            traffic: stop.child_token(),
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             max_body_bytes: settings.max_body_bytes,
             request_timeout: settings.request_timeout,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             metrics_on_main_listener: settings.metrics_addr.is_none(),
             passthrough: match &settings.passthrough_url {
                 Some(url) => Some(Arc::new(
@@ -115,6 +124,7 @@ impl Service {
             state,
             sender,
             settings,
+            stop,
         })
     }
 
@@ -131,16 +141,13 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServiceError> {
         let state = self.state.clone();
-        let (stop_workers, workers_stopped) = watch::channel(false);
         let timers = tokio::spawn(
             TimerWorker {
                 store: Arc::clone(&state.store),
-                engine: state.engine,
-                wake: Arc::clone(&state.timer_wake),
-                delivery_wake: Arc::clone(&state.delivery_wake),
+                conversations: Arc::clone(&state.conversations),
                 metrics: Arc::clone(&state.metrics),
             }
-            .run(workers_stopped.clone()),
+            .run(self.stop.clone()),
         );
         let deliveries = tokio::spawn(
             DeliveryWorker {
@@ -149,30 +156,29 @@ impl Service {
                 policy: self.settings.retry,
                 lease_ms: delivery_lease_ms(&self.settings.forwarding),
                 limits: self.settings.delivery,
-                wake: Arc::clone(&state.delivery_wake),
+                wake: Arc::clone(&state.conversations.wakers().deliveries),
                 metrics: Arc::clone(&state.metrics),
             }
-            .run(workers_stopped),
+            .run(self.stop.clone()),
         );
 
-        // One token says "stop taking traffic"; the instant it fired bounds everything after.
-        let stop = CancellationToken::new();
+        // The shutdown signal cancels the traffic token; the instant it fired bounds the rest.
+        let traffic = state.traffic.clone();
         let (signalled_tx, signalled_rx) = watch::channel(None::<Instant>);
-        {
-            let (stop, draining) = (stop.clone(), Arc::clone(&state.draining));
-            tokio::spawn(async move {
+        tokio::spawn({
+            let traffic = traffic.clone();
+            async move {
                 tokio::select! {
                     _ = shutdown => {}
-                    _ = stop.cancelled() => {}
+                    _ = traffic.cancelled() => {}
                 }
-                draining.store(true, Ordering::Relaxed);
                 tracing::info!(
                     "shutting down: no new connections; finishing requests, then draining open grace windows and deliveries"
                 );
                 let _ = signalled_tx.send(Some(Instant::now()));
-                stop.cancel();
-            });
-        }
+                traffic.cancel();
+            }
+        });
         let request_timeout = self.settings.request_timeout;
         let connections_deadline = |mut signalled: watch::Receiver<Option<Instant>>| {
             Box::pin(async move {
@@ -193,7 +199,7 @@ impl Service {
                     self.settings.connections,
                     Arc::clone(&state.metrics),
                     Shutdown {
-                        stop: stop.clone(),
+                        stop: traffic.clone(),
                         deadline: connections_deadline(signalled_rx.clone()),
                     },
                 )))
@@ -207,7 +213,7 @@ impl Service {
             self.settings.connections,
             Arc::clone(&state.metrics),
             Shutdown {
-                stop: stop.clone(),
+                stop: traffic.clone(),
                 deadline: connections_deadline(signalled_rx.clone()),
             },
         )
@@ -219,7 +225,7 @@ impl Service {
             signalled_at + request_timeout + self.settings.shutdown_grace,
         )
         .await;
-        let _ = stop_workers.send(true);
+        self.stop.cancel();
         let _ = timers.await;
         let _ = deliveries.await;
         if let Some(server) = metrics_server {
@@ -247,8 +253,9 @@ async fn drain(state: &AppState, deadline: Instant) {
     }
     loop {
         // Wake the workers in case their sleep would carry them past the deadline.
-        state.timer_wake.notify_one();
-        state.delivery_wake.notify_one();
+        let wakers = state.conversations.wakers();
+        wakers.timers.notify_one();
+        wakers.deliveries.notify_one();
         match state.store.counts().await {
             Ok(counts) if counts.open_windows == 0 && counts.outbox == 0 => {
                 tracing::info!("drained: no open grace windows, no undelivered ends");

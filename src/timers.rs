@@ -1,13 +1,12 @@
 //! The timer worker: closes grace windows when they are due, without waiting for a request.
 
 use crate::clock::now_ms;
-use crate::engine::Engine;
+use crate::conversation::Conversations;
 use crate::metrics::Metrics;
-use crate::report;
-use crate::store::{Store, Transition};
+use crate::store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
 /// Due conversations handled per look at the store.
 const BATCH: usize = 256;
@@ -18,19 +17,16 @@ const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
 
 pub struct TimerWorker {
     pub store: Arc<dyn Store>,
-    pub engine: Engine,
-    /// Woken when a request may have opened a grace window.
-    pub wake: Arc<Notify>,
-    /// Woken when an end was put in the outbox.
-    pub delivery_wake: Arc<Notify>,
+    pub conversations: Arc<Conversations>,
     pub metrics: Arc<Metrics>,
 }
 
 impl TimerWorker {
-    /// Runs until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
+        let wake = Arc::clone(&self.conversations.wakers().timers);
         let mut last_eviction = Instant::now();
-        while !*stop.borrow() {
+        while !stop.is_cancelled() {
             let handled = self.fire_due().await;
             if last_eviction.elapsed() >= EVICTION_INTERVAL {
                 last_eviction = Instant::now();
@@ -49,8 +45,8 @@ impl TimerWorker {
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = self.wake.notified() => {}
-                _ = stop.changed() => {}
+                _ = wake.notified() => {}
+                _ = stop.cancelled() => {}
             }
         }
     }
@@ -67,31 +63,9 @@ impl TimerWorker {
             }
         };
         for key in &due {
-            let mut ends = Vec::new();
-            let result = self
-                .store
-                .update(key, now, &mut |current| {
-                    let mut state = current?;
-                    ends = self.engine.tick(&mut state, key, now);
-                    Some(Transition {
-                        state,
-                        ends: ends.clone(),
-                    })
-                })
-                .await;
-            match result {
-                Ok(()) => {
-                    for end in &ends {
-                        report::end_decided(&self.metrics, end);
-                    }
-                    if !ends.is_empty() {
-                        self.delivery_wake.notify_one();
-                    }
-                }
-                Err(error) => {
-                    self.metrics.store_error("timer");
-                    tracing::warn!(%error, conversation = %key, "cannot close a grace window; trying again");
-                }
+            if let Err(error) = self.conversations.tick(key, now).await {
+                self.metrics.store_error("timer");
+                tracing::warn!(%error, conversation = %key, "cannot close a grace window; trying again");
             }
         }
         due.len()

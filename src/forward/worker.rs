@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// Longest sleep between looks at the outbox (another replica may have added to it).
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -105,9 +106,9 @@ impl Destinations {
 }
 
 impl DeliveryWorker {
-    /// Runs until `stop` turns true; deliveries still in flight then are abandoned (their lease
+    /// Runs until `stop` is cancelled; deliveries still in flight then are abandoned (their lease
     /// lets another replica, or the next start, take them over).
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: CancellationToken) {
         let worker = Arc::new(self);
         let pool = Arc::new(Semaphore::new(worker.limits.concurrency));
         let destinations = Destinations {
@@ -115,7 +116,7 @@ impl DeliveryWorker {
             slots: Mutex::default(),
         };
         let mut in_flight = JoinSet::new();
-        while !*stop.borrow() {
+        while !stop.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
             destinations.forget_idle();
             let started = worker.start_due(&pool, &destinations, &mut in_flight).await;
@@ -127,7 +128,7 @@ impl DeliveryWorker {
                 _ = tokio::time::sleep(pause) => {}
                 _ = worker.wake.notified() => {}
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                _ = stop.changed() => {}
+                _ = stop.cancelled() => {}
             }
         }
         in_flight.shutdown().await;
@@ -326,7 +327,7 @@ mod tests {
             })
             .await
             .unwrap();
-        let (stop, stopped) = watch::channel(false);
+        let stop = CancellationToken::new();
         let worker = tokio::spawn(
             DeliveryWorker {
                 store: Arc::clone(&store),
@@ -344,7 +345,7 @@ mod tests {
                 wake: Arc::new(Notify::new()),
                 metrics: Arc::new(Metrics::new()),
             }
-            .run(stopped),
+            .run(stop.clone()),
         );
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -362,7 +363,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        stop.send(true).unwrap();
+        stop.cancel();
         tokio::time::timeout(Duration::from_secs(5), worker)
             .await
             .expect("the worker stops")

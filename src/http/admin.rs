@@ -135,7 +135,7 @@ async fn replay(
         .replay_dead_letters(now_ms(), only.id.as_deref())
         .await?;
     if replayed > 0 {
-        app.delivery_wake.notify_one();
+        app.conversations.wakers().deliveries.notify_one();
     }
     tracing::info!(replayed, "dead letters replayed by an operator");
     Ok(Json(json!({ "replayed": replayed })))

@@ -3,10 +3,8 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::clock::now_ms;
-use crate::engine::{Applied, Decision, Engine};
-use crate::genesys::{Classified, ConversationEvent, classify};
-use crate::report;
-use crate::store::Transition;
+use crate::engine::Decision;
+use crate::genesys::{Classified, classify};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -113,72 +111,22 @@ async fn handle_event(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> 
             return Ok(ignored(reason.as_str()));
         }
     };
-    let (applied, wake_at) = apply(app, &event, now).await?;
-    log_decision(&event, &applied);
-    app.metrics
-        .decision(applied.decision, applied.candidate_cancelled);
-    for end in &applied.ends {
-        report::end_decided(&app.metrics, end);
-    }
-    if !applied.ends.is_empty() {
-        app.delivery_wake.notify_one();
-    }
-    // Waking the timer worker costs a thread wake-up: only when a grace window is open (the worker
-    // also polls, so a window opened elsewhere is never missed).
-    if wake_at.is_some() {
-        app.timer_wake.notify_one();
-    }
-
-    let topic = event.topic.as_str();
+    let applied = app.conversations.apply(&event, now).await?;
     Ok(match applied.decision {
-        Decision::Duplicate => {
-            app.metrics.event(topic, "duplicate", None);
-            Answer {
-                status: StatusCode::OK,
-                body: json!({ "status": "duplicate" }),
-            }
-        }
-        decision if decision.is_ignored() => {
-            app.metrics.event(topic, "ignored", Some(decision.as_str()));
-            if decision == Decision::ConversationTooLarge {
-                app.metrics.conversation_too_large();
-            }
-            ignored(decision.as_str())
-        }
-        decision => {
-            app.metrics.event(topic, "accepted", None);
-            Answer {
-                status: StatusCode::ACCEPTED,
-                body: json!({
-                    "status": "accepted",
-                    "decision": decision.as_str(),
-                    "conversationId": event.key.conversation_id,
-                }),
-            }
-        }
+        Decision::Duplicate => Answer {
+            status: StatusCode::OK,
+            body: json!({ "status": "duplicate" }),
+        },
+        decision if decision.is_ignored() => ignored(decision.as_str()),
+        decision => Answer {
+            status: StatusCode::ACCEPTED,
+            body: json!({
+                "status": "accepted",
+                "decision": decision.as_str(),
+                "conversationId": event.key.conversation_id,
+            }),
+        },
     })
-}
-
-/// Runs the engine on the conversation's state through the store; returns what the committed
-/// run decided, and when the conversation's grace window closes (if one is open).
-async fn apply(
-    app: &AppState,
-    event: &ConversationEvent,
-    now: u64,
-) -> Result<(Applied, Option<u64>), ApiError> {
-    let engine = app.engine;
-    let mut outcome = None;
-    app.store
-        .update(&event.key, now, &mut |current| {
-            let mut state = current.unwrap_or_else(|| Engine::initial_state(event));
-            let applied = engine.apply(&mut state, event, now);
-            let ends = applied.ends.clone();
-            let changed = applied.changed_state();
-            outcome = Some((applied, state.wake_at_ms()));
-            changed.then_some(Transition { state, ends })
-        })
-        .await?;
-    Ok(outcome.expect("the store ran the transition"))
 }
 
 /// A content type, when present, must be JSON (`application/json`, or any `+json`).
@@ -268,36 +216,5 @@ fn ignored(reason: &str) -> Answer {
     Answer {
         status: StatusCode::OK,
         body: json!({ "status": "ignored", "reason": reason }),
-    }
-}
-
-fn log_decision(event: &ConversationEvent, applied: &Applied) {
-    let correlation_id = event.correlation_id.as_deref().unwrap_or_default();
-    match applied.decision {
-        Decision::OtherGenesysOrganisation => tracing::warn!(
-            organisationId = %event.key.organisation_id,
-            conversationId = %event.key.conversation_id,
-            topic = event.topic.as_str(),
-            correlationId = correlation_id,
-            genesysOrganizationId = %event.genesys_organization_id,
-            "event ignored: this conversation belongs to another Genesys organisation"
-        ),
-        Decision::ConversationTooLarge if applied.first_too_large => tracing::warn!(
-            organisationId = %event.key.organisation_id,
-            conversationId = %event.key.conversation_id,
-            topic = event.topic.as_str(),
-            correlationId = correlation_id,
-            "conversation reached HANDOVER_MAX_LEGS; events that would open more legs are ignored"
-        ),
-        _ => tracing::info!(
-            organisationId = %event.key.organisation_id,
-            conversationId = %event.key.conversation_id,
-            topic = event.topic.as_str(),
-            correlationId = correlation_id,
-            eventTime = event.event_time,
-            decision = applied.decision.as_str(),
-            candidateCancelled = applied.candidate_cancelled,
-            "event processed"
-        ),
     }
 }

@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use std::sync::atomic::Ordering;
 
 /// The process is up; checks nothing else, so that a slow store never gets the pod restarted.
 pub async fn livez() -> Json<Value> {
@@ -14,7 +13,7 @@ pub async fn livez() -> Json<Value> {
 
 /// Ready to take traffic: the store answers and the service is not draining.
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
-    if app.draining.load(Ordering::Relaxed) {
+    if app.traffic.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "draining" })),

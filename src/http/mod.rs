@@ -11,7 +11,7 @@ pub use auth::ApiKeys;
 pub use error::ApiError;
 pub use passthrough::{Passthrough, SIGNATURE_HEADER, signature_is_valid};
 
-use crate::engine::Engine;
+use crate::conversation::Conversations;
 use crate::genesys::EventFilter;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -22,9 +22,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 pub const EVENTS_PATH: &str = "/handover/genesysCloudOM";
@@ -48,16 +48,14 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Shared {
+    /// Applies events and announces what they decided.
+    pub conversations: Arc<Conversations>,
+    /// Read directly only by readiness, metrics and the admin routes.
     pub store: Arc<dyn Store>,
-    pub engine: Engine,
     pub filter: Arc<EventFilter>,
     pub api_keys: Arc<ApiKeys>,
-    /// Wakes the timer worker: a grace window may have opened.
-    pub timer_wake: Arc<Notify>,
-    /// Wakes the delivery worker: the outbox has a new end.
-    pub delivery_wake: Arc<Notify>,
-    /// Set on SIGTERM: readiness turns 503.
-    pub draining: Arc<AtomicBool>,
+    /// Cancelled on SIGTERM: no new traffic, readiness turns 503.
+    pub traffic: CancellationToken,
     pub in_flight: Arc<Semaphore>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,

@@ -30,6 +30,26 @@ pub struct Transition {
 /// a store may run it again after a conflicting write. Returning `None` writes nothing.
 pub type TransitionFn<'a> = dyn FnMut(Option<ConversationState>) -> Option<Transition> + Send + 'a;
 
+/// Runs `step` on a conversation's state through [`Store::update`] and returns what the
+/// committed run of it returned. A store may run the step more than once (after a conflicting
+/// write from another replica); only the last run is committed, and only its output is returned.
+pub async fn transact<T: Send>(
+    store: &dyn Store,
+    key: &ConversationKey,
+    now_ms: u64,
+    mut step: impl FnMut(Option<ConversationState>) -> (Option<Transition>, T) + Send,
+) -> Result<T, StoreError> {
+    let mut committed = None;
+    store
+        .update(key, now_ms, &mut |current| {
+            let (transition, output) = step(current);
+            committed = Some(output);
+            transition
+        })
+        .await?;
+    Ok(committed.expect("Store::update runs the transition before it returns Ok"))
+}
+
 /// An end waiting in the outbox, or kept as a dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {

@@ -5,7 +5,6 @@ use crate::common::events::{customer_end, end, start};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
-use std::sync::atomic::Ordering;
 
 const CONVERSATION: &str = "0b7e9a52-1c1d-4c3e-9d70-6a1f0c2e3b4d";
 
@@ -331,7 +330,7 @@ async fn too_many_events_in_flight_is_503() {
 #[tokio::test]
 async fn readyz_is_503_while_draining() {
     let svc = service(&[]);
-    svc.state.draining.store(true, Ordering::Relaxed);
+    svc.state.traffic.cancel();
     let answer = send(&svc, Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.body["status"], "draining");

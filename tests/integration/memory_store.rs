@@ -16,10 +16,17 @@ fn key(conversation: &str) -> ConversationKey {
 
 #[tokio::test]
 async fn rule8_state_is_forgotten_after_the_ttl_without_events() {
-    let store = MemoryStore::new(TTL_MS, 100);
+    let store = Arc::new(MemoryStore::new(TTL_MS, 100));
     let engine = Engine::new(10_000);
-    apply(&store, engine, &start("A", 1), CONVERSATION, 0).await;
-    apply(&store, engine, &start("B", 2), CONVERSATION, TTL_MS - 1).await;
+    apply(store.clone(), engine, &start("A", 1), CONVERSATION, 0).await;
+    apply(
+        store.clone(),
+        engine,
+        &start("B", 2),
+        CONVERSATION,
+        TTL_MS - 1,
+    )
+    .await;
     assert_eq!(
         store.evict_expired(TTL_MS + 10).await.unwrap(),
         0,
@@ -32,9 +39,9 @@ async fn rule8_state_is_forgotten_after_the_ttl_without_events() {
 
 #[tokio::test]
 async fn rule8_an_expired_conversation_starts_afresh_even_before_eviction() {
-    let store = MemoryStore::new(TTL_MS, 100);
+    let store = Arc::new(MemoryStore::new(TTL_MS, 100));
     let engine = Engine::new(10_000);
-    apply(&store, engine, &start("A", 1), CONVERSATION, 0).await;
+    apply(store.clone(), engine, &start("A", 1), CONVERSATION, 0).await;
     let mut seen: Option<Option<ConversationState>> = None;
     store
         .update(&key(CONVERSATION), TTL_MS + 1, &mut |current| {
@@ -55,7 +62,7 @@ async fn one_conversations_updates_are_serialised() {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             let spec = start(&format!("L{leg}"), 1_000 + leg);
-            apply(&*store, engine, &spec, CONVERSATION, 5).await;
+            apply(store.clone(), engine, &spec, CONVERSATION, 5).await;
         }));
     }
     for task in tasks {
@@ -74,7 +81,7 @@ async fn many_conversations_at_once_each_end_once() {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             apply(
-                &*store,
+                store.clone(),
                 engine,
                 &end("A", 1_000, "CLIENT"),
                 &format!("c-{n}"),
@@ -98,10 +105,10 @@ async fn many_conversations_at_once_each_end_once() {
 
 #[tokio::test]
 async fn grace_windows_are_due_when_their_time_comes() {
-    let store = MemoryStore::new(TTL_MS, 100);
+    let store = Arc::new(MemoryStore::new(TTL_MS, 100));
     let engine = Engine::new(10_000);
     apply(
-        &store,
+        store.clone(),
         engine,
         &end("A", 1_000, "CLIENT"),
         CONVERSATION,

@@ -30,7 +30,7 @@ async fn concurrent_updates_from_two_replicas_never_overwrite_each_other() {
         let replica = Arc::clone(&replicas[leg % 2]);
         tasks.push(tokio::spawn(async move {
             apply(
-                &*replica,
+                replica,
                 Engine::new(10_000),
                 &start(&format!("L{leg}"), 1_000 + leg as i64),
                 "shared",
@@ -220,13 +220,13 @@ async fn redis_down_gives_503_and_not_ready_then_recovers_by_itself() {
 async fn conversation_state_stays_small_and_every_key_expires() {
     const CONVERSATIONS: usize = 200;
     let server = RedisServer::start();
-    let store = store(&server);
+    let store = Arc::new(store(&server));
     let engine = Engine::new(10_000);
     let now = 1_700_000_000_000;
     for n in 0..CONVERSATIONS {
         let id = format!("8a1b2c3d-4e5f-4a6b-9c7d-{n:012}");
         for spec in conversation(n) {
-            apply(&store, engine, &spec, &id, now).await;
+            apply(store.clone(), engine, &spec, &id, now).await;
         }
     }
     let later = now + 10_001;

@@ -1,20 +1,24 @@
-//! Applying events through a store directly, as the HTTP handler does.
+//! Applying events through a store directly, through the same conversation step the HTTP handler
+//! uses.
 
 use super::events::Spec;
+use handover_receiver::conversation::{Conversations, Wakers};
 use handover_receiver::engine::Engine;
-use handover_receiver::store::{Store, Transition};
+use handover_receiver::metrics::Metrics;
+use handover_receiver::store::Store;
+use std::sync::Arc;
 
-pub async fn apply(store: &dyn Store, engine: Engine, spec: &Spec, conversation: &str, now: u64) {
-    let event = spec.event(conversation);
-    store
-        .update(&event.key, now, &mut |current| {
-            let mut state = current.unwrap_or_else(|| Engine::initial_state(&event));
-            let applied = engine.apply(&mut state, &event, now);
-            Some(Transition {
-                state,
-                ends: applied.ends,
-            })
-        })
+pub async fn apply(
+    store: Arc<dyn Store>,
+    engine: Engine,
+    spec: &Spec,
+    conversation: &str,
+    now: u64,
+) {
+    let conversations =
+        Conversations::new(store, engine, Arc::new(Metrics::new()), Wakers::default());
+    conversations
+        .apply(&spec.event(conversation), now)
         .await
         .expect("the store accepts the update");
 }
