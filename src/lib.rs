@@ -16,6 +16,7 @@ pub mod conversation;
 pub mod engine;
 pub mod forward;
 pub mod genesys;
+pub mod hash;
 pub mod http;
 pub mod keys;
 pub mod metrics;

@@ -10,6 +10,7 @@ mod state;
 
 pub use compact::CompactId;
 pub use end::{AgentSummary, EndNotice, EndReason, idempotency_key};
+pub use fingerprint::SeenSet;
 pub use state::{
     Candidate, ConversationState, CustomerEnd, LastEnd, Leg, LegAcw, LegEnd, LegEndKind,
 };

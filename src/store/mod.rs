@@ -3,6 +3,7 @@
 //! The trait is small on purpose: the rules stay in the engine, and a store only has to commit a
 //! conversation's new state, its timer and its ends together.
 
+pub mod format;
 mod memory;
 mod redis;
 mod redis_connection;

@@ -17,20 +17,20 @@
 //! pushing their score to the end of a lease: a replica that dies mid-way loses its claim when the
 //! lease runs out, and another replica takes the work over.
 
+use super::format::{self, BUCKETS, bucket_of};
 use super::redis_connection::{Connection, Connector, RedisTarget};
 use super::redis_scripts;
 use super::{
     Delivery, DeliveryStatus, Settlement, Store, StoreCounts, StoreError, Transition, TransitionFn,
 };
-use crate::engine::{ConversationState, fingerprint};
+use crate::engine::ConversationState;
 use crate::genesys::ConversationKey;
+use crate::hash::fnv1a;
 use async_trait::async_trait;
 use redis::Script;
 use std::future::Future;
 use std::time::Duration;
 
-/// Hash tags the keys are spread over.
-pub const BUCKETS: u32 = 16;
 /// A claimed grace window is this replica's for this long.
 const TIMER_LEASE_MS: u64 = 15_000;
 /// Attempts at a compare-and-set before answering 503 (EventBridge then retries).
@@ -76,14 +76,6 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
-fn bucket_of(key: &ConversationKey) -> u32 {
-    let print = fingerprint::leg(&format!(
-        "{}\u{1f}{}",
-        key.organisation_id, key.conversation_id
-    ));
-    (print % u64::from(BUCKETS)) as u32
-}
-
 /// The keys of one bucket.
 struct Bucket(u32);
 
@@ -124,9 +116,8 @@ impl Bucket {
     }
 }
 
-/// A conversation as a timer member: JSON, since ids may contain any character.
 fn member(key: &ConversationKey) -> String {
-    serde_json::to_string(key).expect("a key serialises")
+    format::write_timer_member(key)
 }
 
 impl RedisStore {
@@ -186,7 +177,7 @@ impl RedisStore {
             })
             .await?;
         let state = match json {
-            Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+            Some(json) => Some(format::read_conversation(&json).map_err(|e| {
                 StoreError::Unavailable(format!("unreadable state at {state_key}: {e}"))
             })?),
             None => None,
@@ -205,7 +196,7 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let bucket = Bucket::of(key);
         let state_key = bucket.state(key);
-        let stripe = fingerprint::leg(&state_key) as usize % LOCAL_STRIPES;
+        let stripe = fnv1a(&[state_key.as_bytes()]) as usize % LOCAL_STRIPES;
         let _serialised = self.local[stripe].lock().await;
         for conflicts in 0..MAX_CONFLICTS {
             if conflicts > 0 {
@@ -238,7 +229,7 @@ impl Store for RedisStore {
                 .key(bucket.outbox())
                 .key(bucket.deliveries())
                 .arg(&version)
-                .arg(serde_json::to_string(&state).map_err(unavailable)?)
+                .arg(format::write_conversation(&state))
                 .arg(self.options.state_ttl_ms)
                 .arg(member(key))
                 .arg(
@@ -251,7 +242,7 @@ impl Store for RedisStore {
                 let delivery = Delivery::new(end, now_ms);
                 invocation
                     .arg(&delivery.id)
-                    .arg(serde_json::to_string(&delivery).map_err(unavailable)?)
+                    .arg(format::write_delivery(&delivery))
                     .arg(delivery.next_attempt_at_ms);
             }
             let committed: i64 = self
@@ -292,7 +283,7 @@ impl Store for RedisStore {
             due.extend(
                 members
                     .iter()
-                    .filter_map(|m| serde_json::from_str::<ConversationKey>(m).ok()),
+                    .filter_map(|m| format::read_timer_member(m).ok()),
             );
         }
         Ok(due)
@@ -324,7 +315,7 @@ impl Store for RedisStore {
                 .run(|mut c| async move { claim.invoke_async(&mut c).await })
                 .await?;
             for item in items {
-                match serde_json::from_str::<Delivery>(&item) {
+                match format::read_delivery(&item) {
                     Ok(delivery) => claimed.push(delivery),
                     Err(error) => tracing::error!(%error, "unreadable delivery in the outbox"),
                 }
@@ -352,7 +343,7 @@ impl Store for RedisStore {
             .key(bucket.dead())
             .arg(&delivery.id)
             .arg(outcome)
-            .arg(serde_json::to_string(&next).map_err(unavailable)?)
+            .arg(format::write_delivery(&next))
             .arg(next_attempt_at_ms)
             .arg(DEAD_LETTER_TTL_MS);
         let _: i64 = self
@@ -368,7 +359,7 @@ impl Store for RedisStore {
             let items: Vec<String> = self
                 .run(|mut c| async move { redis::cmd("HVALS").arg(dead).query_async(&mut c).await })
                 .await?;
-            letters.extend(items.iter().filter_map(|i| serde_json::from_str(i).ok()));
+            letters.extend(items.iter().filter_map(|i| format::read_delivery(i).ok()));
         }
         letters.sort_by_key(|d: &Delivery| d.created_at_ms);
         letters.truncate(limit);
@@ -393,7 +384,7 @@ impl Store for RedisStore {
                 .key(bucket.deliveries())
                 .key(bucket.dead())
                 .arg(&delivery.id)
-                .arg(serde_json::to_string(&delivery).map_err(unavailable)?)
+                .arg(format::write_delivery(&delivery))
                 .arg(delivery.next_attempt_at_ms);
             let moved: i64 = self
                 .run(|mut c| async move { replay.invoke_async(&mut c).await })
@@ -414,7 +405,7 @@ impl Store for RedisStore {
         let (pending, dead): (Option<String>, Option<String>) = self
             .run(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
-        let parse = |json: String| serde_json::from_str::<Delivery>(&json).map_err(unavailable);
+        let parse = |json: String| format::read_delivery(&json).map_err(unavailable);
         Ok(match (pending, dead) {
             (Some(json), _) => DeliveryStatus::Pending(parse(json)?),
             (None, Some(json)) => DeliveryStatus::DeadLetter(parse(json)?),

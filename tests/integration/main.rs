@@ -18,3 +18,4 @@ mod observability;
 mod passthrough;
 mod redis_store;
 mod replay;
+mod storage_format;

@@ -1,0 +1,402 @@
+//! The stored forms of the Redis store: its own types, versioned, separate from the engine's, so
+//! that a refactor of the engine can never make live state unreadable or move it to other keys
+//! after an upgrade (`docs/architecture.md`, "Storage formats").
+//!
+//! Format 1 is the JSON the first releases wrote (they wrote the engine's types as they were;
+//! `tests/fixtures/redis-a2c0a0f.json` holds real data of one). Its writers add `"format": 1`,
+//! which those releases ignore, so old and new replicas read each other's state during a rolling
+//! upgrade. A later format gets a new number and a conversion from this one; a record of a format
+//! this build does not know is refused, never misread.
+//!
+//! Field names are part of the format: change none of them.
+
+use crate::engine::{
+    AgentSummary, Candidate, CompactId, ConversationState, CustomerEnd, EndNotice, EndReason,
+    LastEnd, Leg, LegAcw, LegEnd, SeenSet,
+};
+use crate::genesys::{ConversationKey, DisconnectType};
+use crate::hash::fnv1a;
+use crate::store::Delivery;
+use serde::{Deserialize, Serialize};
+
+/// The format this build writes.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("stored record is not valid format-1 JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("stored record has format {0}, newer than this build's {FORMAT}: upgrade this replica")]
+    Newer(u32),
+}
+
+fn check(format: u32) -> Result<(), FormatError> {
+    // 0: written before records carried their format; the same shape as 1.
+    if format > FORMAT {
+        return Err(FormatError::Newer(format));
+    }
+    Ok(())
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+// Conversation state ------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct StoredConversation {
+    #[serde(default)]
+    format: u32,
+    genesys_organization_id: String,
+    bot_user_id: Option<String>,
+    episode: u32,
+    last_end: Option<StoredLastEnd>,
+    legs: Vec<StoredLeg>,
+    customer_ends: Vec<StoredCustomerEnd>,
+    candidate: Option<StoredCandidate>,
+    seen: StoredSeen,
+    #[serde(default, skip_serializing_if = "is_false")]
+    too_large: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredLastEnd {
+    at: i64,
+    episode: u32,
+    closed_legs: Vec<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredLeg {
+    key: String,
+    participant_id: Option<String>,
+    user_id: Option<String>,
+    queue_id: Option<String>,
+    started_at: Option<i64>,
+    end: Option<StoredLegEnd>,
+    acw: Option<StoredAcw>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredLegEnd {
+    at: i64,
+    disconnect_type: Option<String>,
+    interacting_duration_ms: Option<i64>,
+    correlation_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredAcw {
+    at: i64,
+    wrapup_code: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCustomerEnd {
+    at: i64,
+    leg: String,
+    disconnect_type: Option<String>,
+    correlation_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCandidate {
+    leg: String,
+    end_at: i64,
+    due_at_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSeen {
+    current: Vec<u64>,
+    previous: Vec<u64>,
+    current_since_ms: u64,
+}
+
+fn text(id: &Option<CompactId>) -> Option<String> {
+    id.as_ref().map(CompactId::to_string)
+}
+
+fn id(text: &Option<String>) -> Option<CompactId> {
+    text.as_deref().map(CompactId::new)
+}
+
+fn kind(text: &Option<String>) -> Option<DisconnectType> {
+    text.as_deref().map(DisconnectType::parse)
+}
+
+fn kind_text(kind: &Option<DisconnectType>) -> Option<String> {
+    kind.as_ref().map(|k| k.as_str().to_owned())
+}
+
+/// A conversation's state as the store writes it.
+pub fn write_conversation(state: &ConversationState) -> String {
+    let (current, previous, current_since_ms) = state.seen.parts();
+    let stored = StoredConversation {
+        format: FORMAT,
+        genesys_organization_id: state.genesys_organization_id.to_string(),
+        bot_user_id: text(&state.bot_user_id),
+        episode: state.episode,
+        last_end: state.last_end.as_ref().map(|last| StoredLastEnd {
+            at: last.at,
+            episode: last.episode,
+            closed_legs: last.closed_legs.clone(),
+        }),
+        legs: state
+            .legs
+            .iter()
+            .map(|leg| StoredLeg {
+                key: leg.key.to_string(),
+                participant_id: text(&leg.participant_id),
+                user_id: text(&leg.user_id),
+                queue_id: text(&leg.queue_id),
+                started_at: leg.started_at,
+                end: leg.end.as_ref().map(|end| StoredLegEnd {
+                    at: end.at,
+                    disconnect_type: kind_text(&end.disconnect_type),
+                    interacting_duration_ms: end.interacting_duration_ms,
+                    correlation_id: text(&end.correlation_id),
+                }),
+                acw: leg.acw.as_ref().map(|acw| StoredAcw {
+                    at: acw.at,
+                    wrapup_code: text(&acw.wrapup_code),
+                }),
+            })
+            .collect(),
+        customer_ends: state
+            .customer_ends
+            .iter()
+            .map(|customer| StoredCustomerEnd {
+                at: customer.at,
+                leg: customer.leg.to_string(),
+                disconnect_type: kind_text(&customer.disconnect_type),
+                correlation_id: text(&customer.correlation_id),
+            })
+            .collect(),
+        candidate: state.candidate.as_ref().map(|c| StoredCandidate {
+            leg: c.leg.to_string(),
+            end_at: c.end_at,
+            due_at_ms: c.due_at_ms,
+        }),
+        seen: StoredSeen {
+            current: current.to_vec(),
+            previous: previous.to_vec(),
+            current_since_ms,
+        },
+        too_large: state.too_large,
+    };
+    serde_json::to_string(&stored).expect("plain structs serialise")
+}
+
+/// A conversation's state as any release of format 1 (or before) wrote it.
+pub fn read_conversation(json: &str) -> Result<ConversationState, FormatError> {
+    let stored: StoredConversation = serde_json::from_str(json)?;
+    check(stored.format)?;
+    Ok(ConversationState {
+        genesys_organization_id: CompactId::new(&stored.genesys_organization_id),
+        bot_user_id: id(&stored.bot_user_id),
+        episode: stored.episode,
+        last_end: stored.last_end.map(|last| LastEnd {
+            at: last.at,
+            episode: last.episode,
+            closed_legs: last.closed_legs,
+        }),
+        legs: stored
+            .legs
+            .into_iter()
+            .map(|leg| Leg {
+                key: CompactId::new(&leg.key),
+                participant_id: id(&leg.participant_id),
+                user_id: id(&leg.user_id),
+                queue_id: id(&leg.queue_id),
+                started_at: leg.started_at,
+                end: leg.end.map(|end| LegEnd {
+                    at: end.at,
+                    disconnect_type: kind(&end.disconnect_type),
+                    interacting_duration_ms: end.interacting_duration_ms,
+                    correlation_id: id(&end.correlation_id),
+                }),
+                acw: leg.acw.map(|acw| LegAcw {
+                    at: acw.at,
+                    wrapup_code: id(&acw.wrapup_code),
+                }),
+            })
+            .collect(),
+        customer_ends: stored
+            .customer_ends
+            .into_iter()
+            .map(|customer| CustomerEnd {
+                at: customer.at,
+                leg: CompactId::new(&customer.leg),
+                disconnect_type: kind(&customer.disconnect_type),
+                correlation_id: id(&customer.correlation_id),
+            })
+            .collect(),
+        candidate: stored.candidate.map(|c| Candidate {
+            leg: CompactId::new(&c.leg),
+            end_at: c.end_at,
+            due_at_ms: c.due_at_ms,
+        }),
+        seen: SeenSet::from_parts(
+            stored.seen.current,
+            stored.seen.previous,
+            stored.seen.current_since_ms,
+        ),
+        too_large: stored.too_large,
+    })
+}
+
+// Deliveries ---------------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize)]
+struct StoredDelivery {
+    #[serde(default)]
+    format: u32,
+    id: String,
+    notice: StoredEnd,
+    attempts: u32,
+    created_at_ms: u64,
+    next_attempt_at_ms: u64,
+    last_error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredEnd {
+    key: StoredKey,
+    genesys_organization_id: String,
+    user_id: Option<String>,
+    /// `user.end` or `customer.end`.
+    reason: String,
+    disconnect_type: Option<String>,
+    ended_at: i64,
+    episode: u32,
+    transfers: u32,
+    agent: Option<StoredAgent>,
+    correlation_id: Option<String>,
+    decided_at_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAgent {
+    user_id: Option<String>,
+    participant_id: Option<String>,
+    session_id: Option<String>,
+    queue_id: Option<String>,
+    wrapup_code: Option<String>,
+}
+
+/// A conversation's key, as a timer member and inside a delivery.
+#[derive(Serialize, Deserialize)]
+struct StoredKey {
+    organisation_id: String,
+    conversation_id: String,
+}
+
+impl From<&ConversationKey> for StoredKey {
+    fn from(key: &ConversationKey) -> Self {
+        Self {
+            organisation_id: key.organisation_id.to_string(),
+            conversation_id: key.conversation_id.to_string(),
+        }
+    }
+}
+
+impl From<StoredKey> for ConversationKey {
+    fn from(key: StoredKey) -> Self {
+        ConversationKey::new(key.organisation_id, key.conversation_id)
+    }
+}
+
+/// A delivery (outbox entry or dead letter) as the store writes it.
+pub fn write_delivery(delivery: &Delivery) -> String {
+    let end = &delivery.notice;
+    let stored = StoredDelivery {
+        format: FORMAT,
+        id: delivery.id.clone(),
+        notice: StoredEnd {
+            key: StoredKey::from(&end.key),
+            genesys_organization_id: end.genesys_organization_id.clone(),
+            user_id: end.user_id.clone(),
+            reason: end.reason.as_str().to_owned(),
+            disconnect_type: kind_text(&end.disconnect_type),
+            ended_at: end.ended_at,
+            episode: end.episode,
+            transfers: end.transfers,
+            agent: end.agent.as_ref().map(|agent| StoredAgent {
+                user_id: agent.user_id.clone(),
+                participant_id: agent.participant_id.clone(),
+                session_id: agent.session_id.clone(),
+                queue_id: agent.queue_id.clone(),
+                wrapup_code: agent.wrapup_code.clone(),
+            }),
+            correlation_id: end.correlation_id.clone(),
+            decided_at_ms: end.decided_at_ms,
+        },
+        attempts: delivery.attempts,
+        created_at_ms: delivery.created_at_ms,
+        next_attempt_at_ms: delivery.next_attempt_at_ms,
+        last_error: delivery.last_error.clone(),
+    };
+    serde_json::to_string(&stored).expect("plain structs serialise")
+}
+
+/// A delivery as any release of format 1 (or before) wrote it.
+pub fn read_delivery(json: &str) -> Result<Delivery, FormatError> {
+    let stored: StoredDelivery = serde_json::from_str(json)?;
+    check(stored.format)?;
+    let end = stored.notice;
+    let reason = match end.reason.as_str() {
+        "customer.end" => EndReason::CustomerEnd,
+        _ => EndReason::UserEnd,
+    };
+    Ok(Delivery {
+        id: stored.id,
+        notice: EndNotice {
+            key: end.key.into(),
+            genesys_organization_id: end.genesys_organization_id,
+            user_id: end.user_id,
+            reason,
+            disconnect_type: kind(&end.disconnect_type),
+            ended_at: end.ended_at,
+            episode: end.episode,
+            transfers: end.transfers,
+            agent: end.agent.map(|agent| AgentSummary {
+                user_id: agent.user_id,
+                participant_id: agent.participant_id,
+                session_id: agent.session_id,
+                queue_id: agent.queue_id,
+                wrapup_code: agent.wrapup_code,
+            }),
+            correlation_id: end.correlation_id,
+            decided_at_ms: end.decided_at_ms,
+        },
+        attempts: stored.attempts,
+        created_at_ms: stored.created_at_ms,
+        next_attempt_at_ms: stored.next_attempt_at_ms,
+        last_error: stored.last_error,
+    })
+}
+
+/// A conversation as a member of a bucket's timer set.
+pub fn write_timer_member(key: &ConversationKey) -> String {
+    serde_json::to_string(&StoredKey::from(key)).expect("plain structs serialise")
+}
+
+pub fn read_timer_member(member: &str) -> Result<ConversationKey, FormatError> {
+    Ok(serde_json::from_str::<StoredKey>(member)?.into())
+}
+
+// Keys ---------------------------------------------------------------------------------------------
+
+/// Hash tags the keys are spread over. Part of the format: changing it moves every key.
+pub const BUCKETS: u32 = 16;
+
+/// The bucket of a conversation: FNV-1a over `"leg"` and `<organisationId> 0x1f
+/// <conversationId>`, modulo [`BUCKETS`]. Frozen: the first releases placed keys so, whatever the
+/// engine's own fingerprints become.
+pub fn bucket_of(key: &ConversationKey) -> u32 {
+    let joined = format!("{}\u{1f}{}", key.organisation_id, key.conversation_id);
+    (fnv1a(&[b"leg", joined.as_bytes()]) % u64::from(BUCKETS)) as u32
+}
