@@ -1,5 +1,5 @@
 # The commands a newcomer needs. `make test` is the README's test command and what CI runs.
-.PHONY: test lint validate-deploy bench bench-smoke run fuzz
+.PHONY: test lint validate-deploy bench bench-smoke run fuzz upgrade-test
 
 ## Run every test (unit, engine vectors and properties, HTTP, end to end on both stores, Redis,
 ## the binary, hostile input, the alert rules). Installs redis-server and promtool first when
@@ -8,6 +8,12 @@ test:
 	scripts/ensure-redis-server
 	scripts/check-alert-rules
 	cargo test --locked
+
+## A rolling upgrade against one real Redis: the previous release (built from its commit) and this
+## build side by side, then this build alone; every conversation must end exactly once.
+upgrade-test:
+	scripts/ensure-redis-server
+	python3 scripts/rolling-upgrade
 
 ## A long fuzz-style run of the hostile-input properties (200,000 cases each, optimised build).
 fuzz:
