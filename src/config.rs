@@ -282,7 +282,7 @@ pub struct Settings {
     pub delivery: DeliveryLimits,
 }
 
-/// What one client connection may take (spec 8.4).
+/// What one client connection may take (`docs/contract.md` §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
@@ -290,7 +290,7 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
-/// How many calls to Cognigy run at once (spec 8.6).
+/// How many calls to Cognigy run at once (`docs/contract.md` §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryLimits {
     pub concurrency: usize,
@@ -632,7 +632,7 @@ impl Cli {
     }
 }
 
-/// Spec 8.7: 12 to 512 printable ASCII characters, no whitespace. The problem is said without
+/// `docs/contract.md` §5: 12 to 512 printable ASCII characters, no whitespace. The problem is said without
 /// the value. (A key with a trailing newline would never match EventBridge's header: every event
 /// would get 401 and EventBridge would de-authorize the connection.)
 pub fn check_secret(value: &str) -> Result<(), String> {

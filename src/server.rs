@@ -1,4 +1,4 @@
-//! Serving a router on a listener with the connection limits of spec 8.4: a request's head must
+//! Serving a router on a listener with the connection limits of `docs/contract.md` §5: a request's head must
 //! arrive within the header-read timeout, an idle keep-alive connection is closed after the idle
 //! timeout, at most `max_connections` are open (more wait in the kernel's backlog), and a
 //! shutdown ends by a deadline whatever clients do.

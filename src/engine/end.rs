@@ -69,7 +69,7 @@ impl EndNotice {
 }
 
 /// The one builder of the `Idempotency-Key` (and delivery id) of an episode's end. Unambiguous
-/// because identifiers never contain `:` (spec 8.1).
+/// because identifiers never contain `:` (`docs/contract.md` §5).
 pub fn idempotency_key(key: &ConversationKey, episode: u32) -> String {
     format!("{}:{}:{episode}", key.organisation_id, key.conversation_id)
 }

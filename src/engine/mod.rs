@@ -1,4 +1,4 @@
-//! The decision rules of spec section 4, as a pure function over one conversation's state.
+//! The decision rules of `docs/contract.md` §4, as a pure function over one conversation's state.
 //!
 //! No I/O, no clock, no async: `apply` takes an event and the wall-clock time, `tick` takes the
 //! time alone (for grace windows), and both return what happened. Both stores run this code.
@@ -23,7 +23,7 @@ use serde::Serialize;
 pub const CUSTOMER_END_BELONGS_MS: i64 = 60_000;
 /// Rule 6: duplicates are recognised for at least EventBridge's retry window.
 pub const DEDUP_MEMORY_MS: u64 = 24 * 60 * 60 * 1000;
-/// Spec 8.3: `HANDOVER_MAX_LEGS` by default.
+/// `docs/contract.md` §5: `HANDOVER_MAX_LEGS` by default.
 pub const DEFAULT_MAX_LEGS: usize = 200;
 /// Fingerprints kept per leg: an id and a content print for each of a leg's start, end and
 /// after-call work, with room for retries with new ids.
@@ -158,7 +158,7 @@ impl Engine {
         event: &ConversationEvent,
         now_ms: u64,
     ) -> Applied {
-        // Spec 8.1: a conversation belongs to the Genesys organisation of its first event.
+        // `docs/contract.md` §5: a conversation belongs to the Genesys organisation of its first event.
         if !state
             .genesys_organization_id
             .is(&event.genesys_organization_id)
@@ -223,7 +223,7 @@ impl Engine {
         }
     }
 
-    /// Spec 8.3: whether this event would add an agent leg beyond `max_legs` (or a customer
+    /// `docs/contract.md` §5: whether this event would add an agent leg beyond `max_legs` (or a customer
     /// session beyond as many), so that one conversation's size, and the cost of its events,
     /// stay bounded. Events of known legs always pass: a conversation at the bound still ends.
     fn opens_one_leg_too_many(

@@ -81,7 +81,7 @@ pub struct Candidate {
     pub due_at_ms: u64,
 }
 
-/// How an agent's leg ended, by spec rules 2 to 4.
+/// How an agent's leg ended, by `docs/contract.md` §4, rules 2 to 4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LegEndKind {
     /// Transfer of any kind (rule 2).
@@ -234,7 +234,7 @@ impl ConversationState {
         customer.at.saturating_sub(last.at) <= absorb_window_ms && !activity_between
     }
 
-    /// `transfers` of spec 5: transfer and takeover `user.end`s of the episode up to `at`.
+    /// `transfers` of `docs/contract.md` §6: transfer and takeover `user.end`s of the episode up to `at`.
     pub fn transfers_until(&self, at: i64) -> u32 {
         let count = self
             .legs

@@ -1,4 +1,4 @@
-//! The bodies of the handover-ended call (spec section 5).
+//! The bodies of the handover-ended call (`docs/contract.md` §6).
 
 use crate::clock::rfc3339_millis;
 use crate::engine::{AgentSummary, EndNotice};

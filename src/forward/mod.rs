@@ -1,4 +1,4 @@
-//! The handover-ended call to Cognigy and the worker that delivers it (spec section 5).
+//! The handover-ended call to Cognigy and the worker that delivers it (`docs/contract.md` §6).
 
 mod body;
 mod client;

@@ -11,18 +11,18 @@ use thiserror::Error;
 /// Every Genesys partner event source starts so; test environments add `.test`.
 const GENESYS_SOURCE_PREFIX: &str = "aws.partner/genesys.com";
 const MESSAGE_MEDIA: &str = "MESSAGE";
-/// Spec 8.1: key identifiers are 1 to this many characters of `A-Z a-z 0-9 . _ -`.
+/// `docs/contract.md` §5: key identifiers are 1 to this many characters of `A-Z a-z 0-9 . _ -`.
 pub const MAX_IDENTIFIER_CHARS: usize = 128;
 /// The organisationId is an EventBridge event source suffix: at most 64 characters.
 pub const MAX_ORGANISATION_ID_CHARS: usize = 64;
-/// Spec 8.1: other strings are at most this many bytes.
+/// `docs/contract.md` §5: other strings are at most this many bytes.
 pub const MAX_FIELD_BYTES: usize = 256;
-/// Spec 8.2: no event is dated before 2000-01-01T00:00:00Z.
+/// `docs/contract.md` §5: no event is dated before 2000-01-01T00:00:00Z.
 pub const EARLIEST_EVENT_TIME_MS: i64 = 946_684_800_000;
 /// `HANDOVER_MAX_FUTURE_MS` by default.
 pub const DEFAULT_MAX_FUTURE_MS: u64 = 300_000;
 
-/// Which events the service cares about, beyond the topic (spec section 3).
+/// Which events the service cares about, beyond the topic (`docs/contract.md` §3).
 #[derive(Debug, Clone)]
 pub struct EventFilter {
     /// `None` accepts every organisation.
@@ -138,7 +138,7 @@ impl InvalidEvent {
     }
 }
 
-/// Parses a request body, applies the filters of spec section 3, then the limits of section 8
+/// Parses a request body, applies the filters of `docs/contract.md` §3, then its limits (§5)
 /// (identifiers, field sizes, time against `now_ms`), before any state is touched.
 pub fn classify(
     body: &[u8],
@@ -201,7 +201,7 @@ pub fn classify(
         .filter(|id| !id.is_empty() && id != "{id}")
         .ok_or(InvalidEvent::MissingConversationId { topic })?;
 
-    // Spec 8.1: so that no key, URL or log line built from them can be forged or ambiguous.
+    // `docs/contract.md` §5: so that no key, URL or log line built from them can be forged or ambiguous.
     identifier("organisationId", organisation_id, MAX_ORGANISATION_ID_CHARS)?;
     identifier(
         "genesysOrganizationId",
@@ -268,7 +268,7 @@ pub fn classify(
     })))
 }
 
-/// Whether `value` is a key identifier of spec 8.1: 1 to `max` characters of
+/// Whether `value` is a key identifier of `docs/contract.md` §5: 1 to `max` characters of
 /// `A-Z a-z 0-9 . _ -`, and not `.` or `..`.
 pub fn is_identifier(value: &str, max: usize) -> bool {
     (1..=max).contains(&value.len())

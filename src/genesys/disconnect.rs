@@ -57,7 +57,7 @@ disconnect_types! {
 }
 
 impl DisconnectType {
-    /// Another agent or the queue takes the conversation over (spec rule 2).
+    /// Another agent or the queue takes the conversation over (`docs/contract.md` §4, rule 2).
     pub fn is_transfer(&self) -> bool {
         matches!(
             self,
@@ -71,7 +71,7 @@ impl DisconnectType {
         )
     }
 
-    /// A supervisor took the conversation over from the agent (spec rule 2).
+    /// A supervisor took the conversation over from the agent (`docs/contract.md` §4, rule 2).
     pub fn is_takeover(&self) -> bool {
         matches!(self, DisconnectType::Takeover)
     }

@@ -50,7 +50,7 @@ async fn conversation(
     State(app): State<AppState>,
     Path((organisation_id, conversation_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    // Only identifiers events could have created (spec 8.1) can name a conversation.
+    // Only identifiers events could have created (`docs/contract.md` §5) can name a conversation.
     if !is_identifier(&organisation_id, MAX_ORGANISATION_ID_CHARS)
         || !is_identifier(&conversation_id, MAX_IDENTIFIER_CHARS)
     {

@@ -1,4 +1,4 @@
-//! The one error type of the HTTP layer, and the status each case maps to (spec 2.2).
+//! The one error type of the HTTP layer, and the status each case maps to (`docs/contract.md` §2.2).
 //!
 //! EventBridge de-authorizes its whole connection on 401 or 407, so only `Unauthorized` may ever
 //! produce 401, and nothing produces 407.

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::io::Read;
 
-/// Spec 8.5: events in one batch at most.
+/// `docs/contract.md` §5: events in one batch at most.
 pub const MAX_BATCH: usize = 100;
 
 /// One event's answer: its status and body, alone or as an item of a batch.
@@ -61,7 +61,7 @@ async fn handle_request(
     Ok((answer.status, Json(answer.body)).into_response())
 }
 
-/// Spec 8.5: each item as if posted alone, in order. A 503 of any item makes the batch 503 (the
+/// `docs/contract.md` §5: each item as if posted alone, in order. A 503 of any item makes the batch 503 (the
 /// items before it keep their effect and are duplicates on the retry); any other refusal is
 /// that item's result.
 async fn handle_batch(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> {
@@ -157,7 +157,7 @@ enum Encoding {
     Deflate,
 }
 
-/// Spec 8.5: gzip and deflate are decoded; any other encoding is refused with 415.
+/// `docs/contract.md` §5: gzip and deflate are decoded; any other encoding is refused with 415.
 fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     let Some(value) = headers.get(header::CONTENT_ENCODING) else {
         return Ok(Encoding::Identity);

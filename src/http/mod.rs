@@ -1,4 +1,4 @@
-//! The HTTP interface of spec section 2: router, API-key middleware, handlers, errors.
+//! The HTTP interface of `docs/contract.md` §2: router, API-key middleware, handlers, errors.
 
 mod admin;
 mod auth;

@@ -18,7 +18,7 @@ use sha2::Sha256;
 use std::time::Duration;
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
-/// Spec 8.4: at most this much of the upstream's answer is read.
+/// `docs/contract.md` §5: at most this much of the upstream's answer is read.
 pub const MAX_UPSTREAM_ANSWER_BYTES: usize = 1024 * 1024;
 
 pub struct Passthrough {

@@ -86,7 +86,7 @@ impl MemoryStore {
 
     /// The key this store holds `key` under. Its organisation is the interned one when the
     /// organisation is known; otherwise a temporary copy, interned only if a new conversation is
-    /// stored under it (spec 8.3: nothing an event allocates outlives its refusal).
+    /// stored under it (`docs/contract.md` §5: nothing an event allocates outlives its refusal).
     fn mem_key(&self, key: &ConversationKey) -> (MemKey, bool) {
         let name = key.organisation_id.as_str();
         let known = self

@@ -1,4 +1,4 @@
-//! One test per decision rule of spec section 4 (and its corners), through the pure engine.
+//! One test per decision rule of `docs/contract.md` §4 (and its corners), through the pure engine.
 
 use crate::common::events::*;
 use crate::common::harness::{GRACE_MS, Harness};

@@ -1,4 +1,4 @@
-//! Every case of the spec's decision vectors, each phase delivered in several shuffled orders with
+//! Every case of the decision vectors, each phase delivered in several shuffled orders with
 //! duplicates, through the pure engine.
 
 use crate::common::events::session;

@@ -1,4 +1,4 @@
-//! The HTTP contract of spec section 2, through the real router.
+//! The HTTP contract of `docs/contract.md` §2, through the real router.
 
 use crate::common::app::{EVENTS, KEY, PREVIOUS_KEY, post_event, sample, send, service};
 use crate::common::events::{customer_end, end, start};
@@ -85,7 +85,7 @@ async fn health_and_unknown_routes_need_no_key_and_never_answer_401() {
     assert_eq!(unknown.body["error"], "not_found");
 }
 
-// Statuses of spec 2.2 ------------------------------------------------------------------------
+// Statuses of `docs/contract.md` §2.2 ------------------------------------------------------------------------
 
 #[tokio::test]
 async fn accepted_event_is_202() {

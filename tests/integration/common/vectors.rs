@@ -1,5 +1,5 @@
-//! The decision vectors of the spec (`tests/fixtures/decision-vectors.json`, a copy of
-//! `shared/spec/decision-vectors.json`).
+//! The decision vectors (`tests/fixtures/decision-vectors.json`): worked cases of
+//! `docs/contract.md` §4, from the product specification.
 
 use super::events::Spec;
 use handover_receiver::genesys::Topic;

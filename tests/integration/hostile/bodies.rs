@@ -1,4 +1,4 @@
-//! Spec 8.5: compressed bodies and batches.
+//! `docs/contract.md` §5: compressed bodies and batches.
 
 use crate::common::app::{EVENTS, KEY, post_event, sample, send, service};
 use crate::common::events::*;

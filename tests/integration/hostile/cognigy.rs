@@ -1,4 +1,4 @@
-//! Spec 8.6 and 8.2: the call to Cognigy cannot be moved by an event, one tenant's hung endpoint
+//! `docs/contract.md` §5 and §6: the call to Cognigy cannot be moved by an event, one tenant's hung endpoint
 //! does not hold back another's ends, failures say their cause, and no time panics a delivery.
 
 use crate::common::app::KEY;

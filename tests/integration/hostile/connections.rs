@@ -1,4 +1,4 @@
-//! Spec 8.4: what one client connection may hold, and a shutdown that ends whatever clients do.
+//! `docs/contract.md` §5: what one client connection may hold, and a shutdown that ends whatever clients do.
 //! These run the executable and talk to it over raw sockets.
 
 use crate::common::app::KEY;

@@ -1,7 +1,7 @@
 //! Fuzz-style properties over hostile bodies: arbitrary bytes, and the samples with any field
 //! replaced by any JSON value (long, unicode, control and separator strings, extreme numbers),
 //! through the router, classify, the engine, both forward bodies, both log formats and the admin
-//! view. Never a panic, every answer one of spec 2.2's statuses, never 401 with the right key.
+//! view. Never a panic, every answer one of the statuses of `docs/contract.md` §2.2, never 401 with the right key.
 //!
 //! `PROPTEST_CASES` sets the number of cases (CI: the default below); `make fuzz` runs a long one.
 

@@ -1,4 +1,4 @@
-//! Spec 8.1 to 8.3 at intake: identifiers, other strings, times, the Genesys organisation, and the
+//! `docs/contract.md` §5 at intake: identifiers, other strings, times, the Genesys organisation, and the
 //! size of one conversation.
 
 use crate::common::app::{KEY, post_event, sample, send, service};

@@ -1,4 +1,4 @@
-//! Spec 8.3: memory is bounded; nothing an event allocates outlives its refusal.
+//! `docs/contract.md` §5: memory is bounded; nothing an event allocates outlives its refusal.
 
 use crate::common::app::KEY;
 use crate::common::events::*;

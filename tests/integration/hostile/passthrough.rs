@@ -1,4 +1,4 @@
-//! Spec 8.4: the Open Messaging pass-through obeys the events' limits and never answers 401/407.
+//! `docs/contract.md` §5: the Open Messaging pass-through obeys the events' limits and never answers 401/407.
 
 use crate::common::app::{EVENTS, send, service};
 use axum::body::Body;

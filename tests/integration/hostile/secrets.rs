@@ -1,4 +1,4 @@
-//! Spec 8.7: secrets that could never match are refused at start-up and by `check-config`, and
+//! `docs/contract.md` §5: secrets that could never match are refused at start-up and by `check-config`, and
 //! `check-config` prints no secret, no user information and no query.
 
 use crate::common::app::KEY;

@@ -1,4 +1,4 @@
-//! Spec 8.8 and 8.1's log rule: what operators see of hostile traffic.
+//! `docs/contract.md` §5: the signals for operators and the log rule: what operators see of hostile traffic.
 
 use crate::common::app::{EVENTS, KEY, post_event, sample, send, service};
 use crate::common::events::*;
