@@ -1,8 +1,8 @@
-//! Settings: every one an environment variable and a command-line flag (`--help` lists them).
+//! Settings: every one an environment variable and a command-line flag (`--help` lists them),
+//! and their validation. The command line around them (subcommands) is in `cli.rs`.
 
 use crate::forward::{CognigyUrl, ForwardFormat, RetryPolicy, UrlTemplateError};
 use crate::genesys::EventFilter;
-use clap::Parser;
 use clap::builder::BoolishValueParser;
 use secrecy::SecretString;
 use std::collections::HashSet;
@@ -19,14 +19,10 @@ pub const SECRET_MIN_CHARS: usize = 12;
 pub const SECRET_MAX_CHARS: usize = 512;
 const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
 
-/// Receives Genesys Cloud conversation events from Amazon EventBridge and tells Cognigy.AI when
-/// a handover to human agents has really ended.
-#[derive(Parser)]
-#[command(name = "handover-receiver", version, about)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-
+/// The settings as flags and environment variables, before validation. No `Debug`: it holds the
+/// secrets in the clear.
+#[derive(clap::Args)]
+pub struct SettingsArgs {
     /// API key EventBridge sends in the Authorization header (required).
     #[arg(long, env = API_KEY_ENV, hide_env_values = true)]
     pub api_key: Option<String>,
@@ -204,27 +200,6 @@ pub struct Cli {
     pub delivery_per_destination: usize,
 }
 
-/// What to do; `serve` when none is given. The settings above apply to `serve` and
-/// `check-config`.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum Command {
-    /// Run the service (the default).
-    Serve,
-    /// Generate an API key for the EventBridge connection and print how to store it.
-    GenKey,
-    /// Validate the settings from the environment and flags; print them with secrets masked.
-    CheckConfig,
-    /// Exit 0 when the local service answers GET /livez (for images without curl).
-    Healthcheck {
-        /// URL to check; default: /livez on HANDOVER_LISTEN_ADDR (0.0.0.0 read as 127.0.0.1).
-        #[arg(long)]
-        url: Option<String>,
-    },
-    /// POST events from files (single events, JSON lines, or an SQS dead-letter queue dump) to a
-    /// receiver, rate-limited, and print a summary.
-    Replay(crate::replay::ReplayArgs),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Json,
@@ -235,7 +210,6 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub enum StoreKind {
     Memory,
-    /// The URL may carry a password.
     /// The URL may carry a password; with `cluster`, it is a comma-separated list of seeds.
     Redis {
         url: SecretString,
@@ -364,15 +338,17 @@ impl Settings {
             Forwarding::Shadow => "<unused>".to_owned(),
             Forwarding::Cognigy { timeout, .. } => timeout.as_millis().to_string(),
         };
-        let (store, redis_timeout_ms) = match &self.store {
-            StoreKind::Memory => ("memory".to_owned(), "<unused>".to_owned()),
+        let (store, redis_cluster, redis_timeout_ms) = match &self.store {
+            StoreKind::Memory => (
+                "memory".to_owned(),
+                "<unused>".to_owned(),
+                "<unused>".to_owned(),
+            ),
             StoreKind::Redis {
                 cluster, timeout, ..
             } => (
-                format!(
-                    "redis (URL <set>{})",
-                    if *cluster { ", cluster" } else { "" }
-                ),
+                "redis (URL <set>)".to_owned(),
+                cluster.to_string(),
                 timeout.as_millis().to_string(),
             ),
         };
@@ -400,6 +376,7 @@ impl Settings {
                 secret(self.om_webhook_secret.is_some()),
             ),
             ("HANDOVER_STORE", store),
+            ("HANDOVER_REDIS_CLUSTER", redis_cluster),
             ("HANDOVER_REDIS_TIMEOUT_MS", redis_timeout_ms),
             ("HANDOVER_END_GRACE_MS", self.end_grace_ms.to_string()),
             (
@@ -467,7 +444,7 @@ impl Settings {
     }
 }
 
-impl Cli {
+impl SettingsArgs {
     pub fn settings(self) -> Result<Settings, ConfigError> {
         if self.api_key.as_deref().is_none_or(str::is_empty) {
             return Err(ConfigError::MissingApiKey);
@@ -667,10 +644,13 @@ mod tests {
     const PREVIOUS: &str = "previous-key-0123456789";
     const TOKEN: &str = "admin-token-0123456789";
 
-    fn cli(args: &[&str]) -> Cli {
+    fn cli(args: &[&str]) -> SettingsArgs {
+        use clap::Parser;
         let mut argv = vec!["handover-receiver"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("arguments parse")
+        crate::cli::Cli::try_parse_from(argv)
+            .expect("arguments parse")
+            .settings
     }
 
     #[test]
@@ -815,17 +795,6 @@ mod tests {
         let printed = format!("{settings:?}");
         assert!(!printed.contains("super-secret-key"), "{printed}");
         assert!(!printed.contains("c2VjcmV0"), "{printed}");
-    }
-}
-
-#[cfg(test)]
-mod secret_tests {
-    use super::*;
-
-    fn cli(args: &[&str]) -> Cli {
-        let mut argv = vec!["handover-receiver"];
-        argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("arguments parse")
     }
 
     #[test]

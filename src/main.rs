@@ -1,5 +1,6 @@
 use clap::Parser;
-use handover_receiver::config::{Cli, Command, Forwarding, Settings};
+use handover_receiver::cli::{Cli, Command, effective_settings};
+use handover_receiver::config::{Forwarding, Settings, SettingsArgs};
 use handover_receiver::{Service, keys, replay, telemetry};
 use std::process::ExitCode;
 
@@ -7,17 +8,17 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let mut cli = Cli::parse();
     match cli.command.take() {
-        None | Some(Command::Serve) => serve(cli).await,
+        None | Some(Command::Serve) => serve(cli.settings).await,
         Some(Command::GenKey) => gen_key(),
-        Some(Command::CheckConfig) => check_config(cli),
+        Some(Command::CheckConfig) => check_config(cli.settings),
         Some(Command::Replay(args)) => replay_events(&args).await,
-        Some(Command::Healthcheck { url }) => healthcheck(&cli, url).await,
+        Some(Command::Healthcheck { url }) => healthcheck(&cli.settings, url).await,
     }
 }
 
-async fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
+async fn healthcheck(args: &SettingsArgs, url: Option<String>) -> ExitCode {
     let url = url.unwrap_or_else(|| {
-        let mut addr = cli.listen_addr;
+        let mut addr = args.listen_addr;
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
@@ -43,8 +44,8 @@ async fn healthcheck(cli: &Cli, url: Option<String>) -> ExitCode {
     }
 }
 
-async fn serve(cli: Cli) -> ExitCode {
-    let settings = match cli.settings() {
+async fn serve(args: SettingsArgs) -> ExitCode {
+    let settings = match args.settings() {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("handover-receiver: {error}");
@@ -90,10 +91,10 @@ fn gen_key() -> ExitCode {
     }
 }
 
-fn check_config(cli: Cli) -> ExitCode {
-    match cli.settings() {
+fn check_config(args: SettingsArgs) -> ExitCode {
+    match args.settings() {
         Ok(settings) => {
-            for (name, value) in settings.describe() {
+            for (name, value) in effective_settings(&settings) {
                 println!("{name}={value}");
             }
             println!("configuration is valid");

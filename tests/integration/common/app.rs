@@ -4,7 +4,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use clap::Parser;
 use handover_receiver::Service;
-use handover_receiver::config::{Cli, Settings};
+use handover_receiver::cli::Cli;
+use handover_receiver::config::Settings;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -19,6 +20,7 @@ pub fn settings(extra: &[&str]) -> Settings {
     argv.extend_from_slice(extra);
     Cli::try_parse_from(argv)
         .expect("arguments parse")
+        .settings
         .settings()
         .expect("settings are valid")
 }
