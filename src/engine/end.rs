@@ -43,7 +43,7 @@ pub struct AgentSummary {
 }
 
 /// One real end of a handover, to be sent to Cognigy exactly once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndNotice {
     pub key: ConversationKey,
     pub genesys_organization_id: String,

@@ -6,7 +6,6 @@
 
 use crate::genesys::Topic;
 use crate::hash::fnv1a;
-use serde::{Deserialize, Serialize};
 
 /// The EventBridge event id (kept by EventBridge across its retries).
 pub fn envelope_id(id: &str) -> u64 {
@@ -32,7 +31,7 @@ pub fn leg(key: &str) -> u64 {
 /// is a window old it becomes `previous` and the old `previous` is dropped. So every fingerprint
 /// is remembered for at least one window (rule 6: 24 h) and about two at most, for 8 bytes each
 /// instead of 16 with a timestamp apiece.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SeenSet {
     current: Vec<u64>,
     previous: Vec<u64>,

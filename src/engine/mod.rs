@@ -202,17 +202,21 @@ impl Engine {
                     .as_ref()
                     .is_none_or(|new| (&new.leg, new.end_at) != (&old.leg, old.end_at))
             });
-        let decision = if !ends.is_empty() {
-            Decision::Ended
-        } else {
-            match recorded {
-                Decision::EndCandidate
-                    if state.candidate.as_ref().is_none_or(|c| !c.leg.is(leg_key)) =>
-                {
+        let decision = match recorded {
+            _ if !ends.is_empty() => Decision::Ended,
+            // A customer.end that ended nothing belongs to the previous end (rule 7).
+            Recorded::CustomerEnd => Decision::BelongsToPreviousEnd,
+            Recorded::LegStarted => Decision::LegStarted,
+            Recorded::Acw => Decision::AcwRecorded,
+            Recorded::LegEnd(LegEndKind::Transfer) => Decision::Transfer,
+            Recorded::LegEnd(LegEndKind::Takeover) => Decision::Takeover,
+            Recorded::LegEnd(LegEndKind::Reject) => Decision::Reject,
+            Recorded::LegEnd(LegEndKind::Final) => {
+                if state.candidate.as_ref().is_some_and(|c| c.leg.is(leg_key)) {
+                    Decision::EndCandidate
+                } else {
                     Decision::EndHeld
                 }
-                Decision::Ended => Decision::BelongsToPreviousEnd,
-                other => other,
             }
         };
         Applied {
@@ -318,9 +322,18 @@ fn lateness(state: &ConversationState, event: &ConversationEvent, leg: &str) -> 
     None
 }
 
+/// What an event added to the open episode; the decision follows from it and the evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    LegStarted,
+    Acw,
+    LegEnd(LegEndKind),
+    CustomerEnd,
+}
+
 /// Merges an event into the open episode. Merges keep the earliest start and the latest end and
 /// wrap-up, so the state does not depend on arrival order.
-fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &str) -> Decision {
+fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &str) -> Recorded {
     let at = event.event_time;
     if event.topic == Topic::CustomerEnd {
         let customer = CustomerEnd {
@@ -334,8 +347,7 @@ fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &st
             .partition_point(|c| (c.at, &c.leg) < (at, &customer.leg));
         state.customer_ends.reserve_exact(1);
         state.customer_ends.insert(index, customer);
-        // Ends at once, or belongs to the previous end: `apply` tells which from the result.
-        return Decision::Ended;
+        return Recorded::CustomerEnd;
     }
 
     let leg = state.leg_mut(leg_key);
@@ -345,7 +357,7 @@ fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &st
     match event.topic {
         Topic::UserStart => {
             leg.started_at = Some(leg.started_at.map_or(at, |start| start.min(at)));
-            Decision::LegStarted
+            Recorded::LegStarted
         }
         Topic::Acw => {
             if leg.acw.as_ref().is_none_or(|acw| acw.at < at) {
@@ -354,7 +366,7 @@ fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &st
                     wrapup_code: compact(&event.wrapup_code),
                 });
             }
-            Decision::AcwRecorded
+            Recorded::Acw
         }
         Topic::UserEnd => {
             let end = LegEnd {
@@ -363,16 +375,11 @@ fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &st
                 interacting_duration_ms: event.interacting_duration_ms,
                 correlation_id: compact(&event.correlation_id),
             };
-            let decision = match end.kind() {
-                LegEndKind::Transfer => Decision::Transfer,
-                LegEndKind::Takeover => Decision::Takeover,
-                LegEndKind::Reject => Decision::Reject,
-                LegEndKind::Final => Decision::EndCandidate,
-            };
+            let kind = end.kind();
             if leg.end.as_ref().is_none_or(|old| old.at < at) {
                 leg.end = Some(end);
             }
-            decision
+            Recorded::LegEnd(kind)
         }
         Topic::CustomerEnd => unreachable!("handled above"),
     }

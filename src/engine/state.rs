@@ -3,11 +3,10 @@
 use super::compact::CompactId;
 use super::fingerprint::{self, SeenSet};
 use crate::genesys::DisconnectType;
-use serde::{Deserialize, Serialize};
 
 /// One conversation's state. Holds only the open episode's events, the last end, and the
 /// fingerprints needed to spot duplicates, so it stays small however long the conversation runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConversationState {
     pub genesys_organization_id: CompactId,
     /// The bot platform's Open Messaging user (`addressTo`/`addressFrom`).
@@ -24,11 +23,10 @@ pub struct ConversationState {
     pub candidate: Option<Candidate>,
     pub seen: SeenSet,
     /// The conversation reached `HANDOVER_MAX_LEGS` (warned about once).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub too_large: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastEnd {
     /// eventTime of the deciding event.
     pub at: i64,
@@ -38,7 +36,7 @@ pub struct LastEnd {
 }
 
 /// One agent's part in the conversation: from being offered it to wrap-up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leg {
     /// `sessionId`, or `participantId` when the event has no session.
     pub key: CompactId,
@@ -50,7 +48,7 @@ pub struct Leg {
     pub acw: Option<LegAcw>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegEnd {
     pub at: i64,
     pub disconnect_type: Option<DisconnectType>,
@@ -58,13 +56,13 @@ pub struct LegEnd {
     pub correlation_id: Option<CompactId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegAcw {
     pub at: i64,
     pub wrapup_code: Option<CompactId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerEnd {
     pub at: i64,
     pub leg: CompactId,
@@ -72,7 +70,7 @@ pub struct CustomerEnd {
     pub correlation_id: Option<CompactId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub leg: CompactId,
     /// eventTime of the candidate's final `user.end`.

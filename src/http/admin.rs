@@ -5,7 +5,7 @@ use super::AppState;
 use super::auth::ApiKeys;
 use super::error::ApiError;
 use crate::clock::{now_ms, rfc3339_millis};
-use crate::engine::idempotency_key;
+use crate::engine::{ConversationState, idempotency_key};
 use crate::genesys::{
     ConversationKey, MAX_IDENTIFIER_CHARS, MAX_ORGANISATION_ID_CHARS, is_identifier,
 };
@@ -81,8 +81,55 @@ async fn conversation(
         "openEpisode": state.episode,
         "pendingCandidate": candidate,
         "deliveries": deliveries,
-        "state": state,
+        "state": state_view(&state),
     })))
+}
+
+/// What the engine holds, for an operator: its own shape (not the engine's or the store's types,
+/// which may change), times as RFC 3339.
+fn state_view(state: &ConversationState) -> Value {
+    let time = |at: Option<i64>| at.map(rfc3339_millis);
+    let legs: Vec<Value> = state
+        .legs
+        .iter()
+        .map(|leg| {
+            json!({
+                "sessionId": leg.key,
+                "participantId": leg.participant_id,
+                "userId": leg.user_id,
+                "queueId": leg.queue_id,
+                "startedAt": time(leg.started_at),
+                "end": leg.end.as_ref().map(|end| json!({
+                    "at": rfc3339_millis(end.at),
+                    "kind": format!("{:?}", end.kind()).to_lowercase(),
+                    "disconnectType": end.disconnect_type,
+                    "interactingDurationMs": end.interacting_duration_ms,
+                })),
+                "acw": leg.acw.as_ref().map(|acw| json!({
+                    "at": rfc3339_millis(acw.at),
+                    "wrapupCode": acw.wrapup_code,
+                })),
+            })
+        })
+        .collect();
+    let customer_ends: Vec<Value> = state
+        .customer_ends
+        .iter()
+        .map(|c| json!({ "at": rfc3339_millis(c.at), "sessionId": c.leg, "disconnectType": c.disconnect_type }))
+        .collect();
+    json!({
+        "genesysOrganizationId": state.genesys_organization_id,
+        "botUserId": state.bot_user_id,
+        "episode": state.episode,
+        "lastEnd": state.last_end.as_ref().map(|last| json!({
+            "at": rfc3339_millis(last.at),
+            "episode": last.episode,
+        })),
+        "legs": legs,
+        "customerEnds": customer_ends,
+        "tooLarge": state.too_large,
+        "fingerprints": state.seen.len(),
+    })
 }
 
 fn delivery_view(episode: u32, id: &str, status: &DeliveryStatus) -> Value {
@@ -101,6 +148,22 @@ fn delivery_view(episode: u32, id: &str, status: &DeliveryStatus) -> Value {
     })
 }
 
+/// A dead letter, for an operator.
+fn dead_letter_view(letter: &Delivery) -> Value {
+    let end = &letter.notice;
+    json!({
+        "id": letter.id,
+        "organisationId": end.key.organisation_id,
+        "conversationId": end.key.conversation_id,
+        "episode": end.episode,
+        "reason": end.reason.as_str(),
+        "endedAt": rfc3339_millis(end.ended_at),
+        "attempts": letter.attempts,
+        "firstDecidedAt": rfc3339_millis(epoch_ms(letter.created_at_ms)),
+        "lastError": letter.last_error,
+    })
+}
+
 fn epoch_ms(wall_clock_ms: u64) -> i64 {
     i64::try_from(wall_clock_ms).unwrap_or(i64::MAX)
 }
@@ -115,9 +178,8 @@ async fn dead_letters(
     Query(query): Query<Limit>,
 ) -> Result<Json<Value>, ApiError> {
     let letters: Vec<Delivery> = app.store.dead_letters(query.limit.unwrap_or(100)).await?;
-    Ok(Json(
-        json!({ "count": letters.len(), "deadLetters": letters }),
-    ))
+    let views: Vec<Value> = letters.iter().map(dead_letter_view).collect();
+    Ok(Json(json!({ "count": views.len(), "deadLetters": views })))
 }
 
 #[derive(Deserialize)]

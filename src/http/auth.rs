@@ -1,12 +1,11 @@
-//! The EventBridge API key: `Authorization: <key>`, compared in constant time.
+//! The EventBridge API key (`Authorization: <key>`, compared in constant time), and who is
+//! calling the events path.
 
+use super::AppState;
 use super::error::ApiError;
-use super::{AppState, passthrough};
-use axum::extract::{Request, State};
+use super::passthrough::{self, Passthrough};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
-use axum::middleware::Next;
-use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
@@ -31,37 +30,38 @@ impl ApiKeys {
 /// The User-Agent EventBridge API destinations send.
 const EVENTBRIDGE_USER_AGENT: &str = "Amazon/EventBridge/ApiDestinations";
 
-/// The events path has two kinds of caller: EventBridge with the API key, and (when
-/// `HANDOVER_PASSTHROUGH_URL` is set) Genesys' signed Open Messaging webhooks, relayed as they are.
-/// Anyone else gets 401.
-pub async fn require_api_key(
-    State(app): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let presented = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-    if presented.is_some_and(|value| app.api_keys.accepts(value)) {
-        return Ok(next.run(request).await);
-    }
-    if let Some(relay) = app
-        .passthrough
-        .as_ref()
-        .filter(|_| passthrough::is_webhook(request.headers()))
-    {
-        return Ok(passthrough::relay(&app, relay, request).await);
-    }
-    app.metrics.rejected(401);
-    app.metrics
-        .unauthorized(from_eventbridge(request.headers()));
-    Err(ApiError::Unauthorized)
+/// Who is calling the events path.
+pub enum Caller<'a> {
+    /// EventBridge, with a valid API key.
+    EventBridge,
+    /// A signed Open Messaging webhook, with the pass-through set up to relay it.
+    Webhook(&'a Passthrough),
+    /// Anyone else: 401.
+    Unknown,
 }
 
-fn from_eventbridge(headers: &HeaderMap) -> bool {
-    headers.get(USER_AGENT).is_some_and(|agent| {
+/// Nothing about the request but these headers is looked at before the key is checked.
+pub fn caller<'a>(app: &'a AppState, headers: &HeaderMap) -> Caller<'a> {
+    let presented = headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+    if presented.is_some_and(|value| app.api_keys.accepts(value)) {
+        return Caller::EventBridge;
+    }
+    match app.passthrough.as_deref() {
+        Some(relay) if passthrough::is_webhook(headers) => Caller::Webhook(relay),
+        _ => Caller::Unknown,
+    }
+}
+
+/// Counts a 401: by caller, since only EventBridge's put its connection at risk.
+pub fn unauthorized(app: &AppState, headers: &HeaderMap) -> ApiError {
+    app.metrics.rejected(401);
+    let from_eventbridge = headers.get(USER_AGENT).is_some_and(|agent| {
         agent
             .as_bytes()
             .starts_with(EVENTBRIDGE_USER_AGENT.as_bytes())
-    })
+    });
+    app.metrics.unauthorized(from_eventbridge);
+    ApiError::Unauthorized
 }
 
 #[cfg(test)]

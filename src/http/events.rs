@@ -7,7 +7,7 @@ use crate::engine::Decision;
 use crate::genesys::{Classified, classify};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -25,19 +25,19 @@ struct Answer {
     body: Value,
 }
 
-pub async fn receive_event(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let answer = handle_request(&app, &headers, body).await;
-    if let Err(error) = &answer {
-        app.metrics.rejected(error.status().as_u16());
-        if let ApiError::Store(_) = error {
-            app.metrics.store_error("update");
+/// An event (or a batch) from EventBridge, its key already checked.
+pub async fn receive_event(app: &AppState, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    match handle_request(app, &parts.headers, body).await {
+        Ok(response) => response,
+        Err(error) => {
+            app.metrics.rejected(error.status().as_u16());
+            if let ApiError::Store(_) = error {
+                app.metrics.store_error("update");
+            }
+            error.into_response()
         }
     }
-    answer
 }
 
 async fn handle_request(

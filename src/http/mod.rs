@@ -71,14 +71,8 @@ pub struct Shared {
 /// The whole HTTP interface; tests drive it without a socket.
 pub fn router(state: AppState) -> Router {
     let events = Router::new()
-        .route(EVENTS_PATH, post(events::receive_event))
-        // Nothing about the request is looked at before the key is checked; a request without
-        // it is a relayed webhook or a 401.
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_api_key,
-        ))
-        // Outermost: events and relayed webhooks alike are answered within the request timeout.
+        .route(EVENTS_PATH, post(events_path))
+        // Events and relayed webhooks alike are answered within the request timeout.
         .route_layer(middleware::from_fn_with_state(
             state.request_timeout,
             enforce_timeout,
@@ -102,6 +96,17 @@ pub fn router(state: AppState) -> Router {
         // 5xx answers log themselves once, with their reason (a 503 is a WARN: it is retried).
         .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
+}
+
+/// The events path has two callers: EventBridge with the API key, and (with
+/// `HANDOVER_PASSTHROUGH_URL`) Genesys' signed Open Messaging webhooks, relayed as they are.
+/// Anyone else gets 401, and nothing about the request but its headers is looked at first.
+async fn events_path(State(app): State<AppState>, request: Request) -> Response {
+    match auth::caller(&app, request.headers()) {
+        auth::Caller::EventBridge => events::receive_event(&app, request).await,
+        auth::Caller::Webhook(relay) => passthrough::relay(&app, relay, request).await,
+        auth::Caller::Unknown => auth::unauthorized(&app, request.headers()).into_response(),
+    }
 }
 
 /// `/metrics` alone, for its own listener (`HANDOVER_METRICS_ADDR`).

@@ -16,7 +16,7 @@ pub use redis_connection::RedisTarget;
 use crate::engine::{ConversationState, EndNotice};
 use crate::genesys::ConversationKey;
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use thiserror::Error;
 
 /// What a transition asks the store to commit.
@@ -52,7 +52,7 @@ pub async fn transact<T: Send>(
 }
 
 /// An end waiting in the outbox, or kept as a dead letter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The idempotency key: one delivery per conversation episode.
     pub id: String,

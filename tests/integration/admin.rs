@@ -155,7 +155,7 @@ async fn dead_letters_are_listed_and_replayed(backend: Backend) {
         format!("{ORG}:{CONVERSATION}:1")
     );
     assert_eq!(
-        listed["deadLetters"][0]["last_error"],
+        listed["deadLetters"][0]["lastError"],
         "Cognigy answered 500"
     );
 

@@ -321,7 +321,7 @@ fn past_the_bound_a_conversation_state_stays_the_same_size() {
             engine.apply(&mut state, &agent_event(topic, n, t), now);
         }
         if n % 2_000 == 1_999 {
-            sizes.push(serde_json::to_vec(&state).unwrap().len());
+            sizes.push(handover_receiver::store::format::write_conversation(&state).len());
         }
     }
     assert_eq!(state.legs.len(), 200);
