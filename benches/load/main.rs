@@ -379,14 +379,14 @@ async fn check_ends(service: &Spawned, cognigy: &FakeCognigy, runs: &[&Run]) -> 
     json!({"conversations": expected.len(), "calls": calls.len(), "missing": missing, "repeated": repeated, "unexpected": unexpected, "ok": ok})
 }
 
-/// wrk (a C load generator, far lighter than the Rust one above) with `bench/wrk-events.lua`, 2
+/// wrk (a C load generator, far lighter than the Rust one above) with `benches/load/wrk-events.lua`, 2
 /// threads, 64 connections: how the reference figures were measured. Unique events (no
 /// duplicates, no ends); `None` in a smoke run or without wrk.
 fn wrk(target: &Spawned, plan: Plan) -> Option<f64> {
     if plan.smoke {
         return None;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/wrk-events.lua");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/wrk-events.lua");
     let output = Command::new("wrk")
         .args([
             "-t2",
@@ -750,7 +750,7 @@ fn report(r: &Value) -> String {
         ));
     }
     out.push_str(&format!(
-        "\nService / baseline throughput: **{}** with the Rust generator. With wrk (2 threads, 64 connections, `bench/wrk-events.lua`, unique events): baseline {} events/s, in-memory service {} events/s, ratio {}.\n\n",
+        "\nService / baseline throughput: **{}** with the Rust generator. With wrk (2 threads, 64 connections, `benches/load/wrk-events.lua`, unique events): baseline {} events/s, in-memory service {} events/s, ratio {}.\n\n",
         r["ratio_memory_to_baseline"], r["wrk"]["baseline_events_per_second"], r["wrk"]["memory_events_per_second"], r["wrk"]["ratio"]
     ));
     out.push_str(&format!("Memory: idle resident {idle_mb:.1} MB; "));

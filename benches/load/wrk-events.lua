@@ -1,7 +1,7 @@
 -- wrk script: POSTs unique Open Messaging events to handover-receiver, 8 agent events per
 -- conversation (user.start and user.end TRANSFER of 4 legs), each with its own envelope id, so no
 -- request is a duplicate and every one runs the engine and a store commit.
---   GENESYS_EVENTBRIDGE_HANDOVER_API_KEY=bench-key wrk -t2 -c64 -d10s -s bench/wrk-events.lua http://127.0.0.1:8080
+--   GENESYS_EVENTBRIDGE_HANDOVER_API_KEY=bench-key wrk -t2 -c64 -d10s -s benches/load/wrk-events.lua http://127.0.0.1:8080
 
 local key = os.getenv("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY") or "bench-key"
 local threads = 0
