@@ -12,7 +12,7 @@ use crate::config::ConnectionLimits;
 use crate::metrics::Metrics;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -224,8 +224,9 @@ async fn serve_connection(
             }
         })
     };
+    // No hyper timer: with one, hyper's own 30 s header timer would also close kept-alive
+    // connections between requests, before the idle timeout. The watch above owns both.
     let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(io, service);
     tokio::pin!(connection);

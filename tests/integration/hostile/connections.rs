@@ -172,6 +172,25 @@ fn idle_keep_alive_connections_live_until_the_idle_timeout() {
     );
 }
 
+/// hyper's own header timer (30 s by default once a timer is installed) also runs between
+/// kept-alive requests; it must not cut an idle connection before HANDOVER_IDLE_TIMEOUT_SECS.
+#[test]
+fn idle_connections_outlive_hypers_own_30_s_header_timer() {
+    let process = Process::start(&[
+        ("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY),
+        ("HANDOVER_IDLE_TIMEOUT_SECS", "45"),
+    ]);
+    let mut stream = connect(&process);
+    stream.write_all(FULL_REQUEST).unwrap();
+    assert!(read_response(&mut stream).starts_with("HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_secs(32));
+    stream.write_all(FULL_REQUEST).unwrap();
+    assert!(
+        read_response(&mut stream).starts_with("HTTP/1.1 200"),
+        "closed after 30 s of idleness, before the 45 s idle timeout"
+    );
+}
+
 /// Defect: no connection cap. Beyond HANDOVER_MAX_CONNECTIONS a new connection waits (in the
 /// backlog) and is counted, then served once a slot frees.
 #[test]
