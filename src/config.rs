@@ -3,10 +3,15 @@
 
 use crate::forward::{CognigyUrl, ForwardFormat, RetryPolicy, UrlTemplateError};
 use crate::genesys::EventFilter;
+use crate::store::RedisOptions;
+use crate::store::redis::{
+    CA_FILE_ENV, CLIENT_CERT_FILE_ENV, CLIENT_KEY_FILE_ENV, RedisTarget, TargetError, TlsPaths,
+};
 use clap::builder::BoolishValueParser;
 use secrecy::SecretString;
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -17,7 +22,14 @@ pub const FORWARD_FLAG_ENV: &str = "FEATURE_USE_GENESYS_OM_HTTP_END_HANDOVER_REQ
 /// Shortest and longest accepted secret (API keys, admin token).
 pub const SECRET_MIN_CHARS: usize = 12;
 pub const SECRET_MAX_CHARS: usize = 512;
-const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+const REDIS_SCHEMES: [&str; 6] = [
+    "redis://",
+    "rediss://",
+    "redis+unix://",
+    "unix://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+];
 
 /// The settings as flags and environment variables, before validation. No `Debug`: it holds the
 /// secrets in the clear.
@@ -80,7 +92,9 @@ pub struct SettingsArgs {
     #[arg(long, env = "HANDOVER_OM_WEBHOOK_SECRET", hide_env_values = true)]
     pub om_webhook_secret: Option<String>,
 
-    /// `memory`, or a redis:// or rediss:// URL (redis+unix:// for a local socket).
+    /// `memory`, a redis:// or rediss:// URL (redis+unix:// for a local socket), or
+    /// redis+sentinel://[:password@]host:port[,host:port]/<master name>[/<db>] (rediss+sentinel://
+    /// for TLS to the data nodes).
     #[arg(
         long,
         env = "HANDOVER_STORE",
@@ -150,6 +164,26 @@ pub struct SettingsArgs {
     #[arg(long, env = "HANDOVER_REDIS_TIMEOUT_MS", default_value_t = 1_500)]
     pub redis_timeout_ms: u64,
 
+    /// Replicas that must hold a commit before an event is acknowledged (Redis WAIT); 0: none.
+    #[arg(long, env = "HANDOVER_REDIS_MIN_REPLICAS", default_value_t = 0)]
+    pub redis_min_replicas: u32,
+
+    /// Longest wait for those replicas, in ms; fewer in time: 503 and EventBridge retries.
+    #[arg(long, env = "HANDOVER_REDIS_REPLICA_TIMEOUT_MS", default_value_t = 500)]
+    pub redis_replica_timeout_ms: u64,
+
+    /// PEM file of a private CA trusted for rediss:// besides the system's roots.
+    #[arg(long, env = CA_FILE_ENV)]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate for rediss:// (with HANDOVER_REDIS_CLIENT_KEY_FILE).
+    #[arg(long, env = CLIENT_CERT_FILE_ENV)]
+    pub redis_client_cert_file: Option<PathBuf>,
+
+    /// PEM private key of that client certificate.
+    #[arg(long, env = CLIENT_KEY_FILE_ENV)]
+    pub redis_client_key_file: Option<PathBuf>,
+
     /// Timeout of one call to Cognigy, in milliseconds.
     #[arg(long, env = "HANDOVER_COGNIGY_TIMEOUT_MS", default_value_t = 3_000)]
     pub cognigy_timeout_ms: u64,
@@ -207,15 +241,27 @@ pub enum LogFormat {
 }
 
 /// Which store holds the state.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum StoreKind {
     Memory,
-    /// The URL may carry a password; with `cluster`, it is a comma-separated list of seeds.
+    /// The target may carry a password and a private key: it never prints.
     Redis {
-        url: SecretString,
-        cluster: bool,
-        timeout: Duration,
+        target: Box<RedisTarget>,
+        options: RedisOptions,
     },
+}
+
+impl std::fmt::Debug for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreKind::Memory => f.write_str("Memory"),
+            StoreKind::Redis { target, options } => f
+                .debug_struct("Redis")
+                .field("topology", &target.kind())
+                .field("options", options)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// Where ends go.
@@ -284,8 +330,16 @@ pub enum ConfigError {
     InvalidCognigyUrl(UrlTemplateError),
     #[error("{name} {problem}")]
     BadSecret { name: &'static str, problem: String },
-    #[error("HANDOVER_STORE must be `memory` or a redis:// or rediss:// URL")]
+    #[error(
+        "HANDOVER_STORE must be `memory`, a redis:// or rediss:// URL, or a redis+sentinel:// URL"
+    )]
     UnknownStore,
+    #[error(transparent)]
+    Redis(#[from] TargetError),
+    #[error(
+        "HANDOVER_REDIS_REPLICA_TIMEOUT_MS must be below HANDOVER_REDIS_TIMEOUT_MS (a WAIT must end before its command times out)"
+    )]
+    ReplicaTimeout,
     #[error("HANDOVER_PASSTHROUGH_URL is not an http(s) URL")]
     InvalidPassthroughUrl,
     #[error("HANDOVER_ADMIN_TOKEN must differ from the EventBridge API keys")]
@@ -338,20 +392,40 @@ impl Settings {
             Forwarding::Shadow => "<unused>".to_owned(),
             Forwarding::Cognigy { timeout, .. } => timeout.as_millis().to_string(),
         };
-        let (store, redis_cluster, redis_timeout_ms) = match &self.store {
-            StoreKind::Memory => (
-                "memory".to_owned(),
-                "<unused>".to_owned(),
-                "<unused>".to_owned(),
-            ),
-            StoreKind::Redis {
-                cluster, timeout, ..
-            } => (
-                "redis (URL <set>)".to_owned(),
-                cluster.to_string(),
-                timeout.as_millis().to_string(),
-            ),
+        let unused = || "<unused>".to_owned();
+        let file = |set: bool| if set { "<set>" } else { "<unset>" }.to_owned();
+        let redis: [String; 8] = match &self.store {
+            StoreKind::Memory => std::array::from_fn(|n| {
+                if n == 0 {
+                    "memory".to_owned()
+                } else {
+                    unused()
+                }
+            }),
+            StoreKind::Redis { target, options } => {
+                let tls = target.tls.as_ref();
+                [
+                    format!("{} (URL <set>)", target.kind()),
+                    (target.kind() == "redis cluster").to_string(),
+                    options.operation_timeout.as_millis().to_string(),
+                    options.min_replicas.to_string(),
+                    options.replica_timeout.as_millis().to_string(),
+                    file(tls.is_some_and(|t| t.ca.is_some())),
+                    file(tls.is_some_and(|t| t.client.is_some())),
+                    file(tls.is_some_and(|t| t.client.is_some())),
+                ]
+            }
         };
+        let [
+            store,
+            redis_cluster,
+            redis_timeout_ms,
+            min_replicas,
+            replica_timeout_ms,
+            ca_file,
+            client_cert_file,
+            client_key_file,
+        ] = redis;
         vec![
             (API_KEY_ENV, secret(true)),
             (API_KEY_PREVIOUS_ENV, secret(self.api_keys.len() > 1)),
@@ -378,6 +452,11 @@ impl Settings {
             ("HANDOVER_STORE", store),
             ("HANDOVER_REDIS_CLUSTER", redis_cluster),
             ("HANDOVER_REDIS_TIMEOUT_MS", redis_timeout_ms),
+            ("HANDOVER_REDIS_MIN_REPLICAS", min_replicas),
+            ("HANDOVER_REDIS_REPLICA_TIMEOUT_MS", replica_timeout_ms),
+            (CA_FILE_ENV, ca_file),
+            (CLIENT_CERT_FILE_ENV, client_cert_file),
+            (CLIENT_KEY_FILE_ENV, client_key_file),
             ("HANDOVER_END_GRACE_MS", self.end_grace_ms.to_string()),
             (
                 "HANDOVER_ALLOWED_ORGANISATIONS",
@@ -488,15 +567,7 @@ impl SettingsArgs {
             }
             None => None,
         };
-        let store = match self.store.as_str() {
-            "memory" => StoreKind::Memory,
-            url if REDIS_SCHEMES.iter().any(|scheme| url.starts_with(scheme)) => StoreKind::Redis {
-                url: SecretString::from(url.to_owned()),
-                cluster: self.redis_cluster,
-                timeout: Duration::from_millis(self.redis_timeout_ms),
-            },
-            _ => return Err(ConfigError::UnknownStore),
-        };
+        let store = self.store_kind()?;
         let message_types: HashSet<String> = self
             .message_types
             .iter()
@@ -581,6 +652,48 @@ impl SettingsArgs {
             delivery: DeliveryLimits {
                 concurrency: self.delivery_concurrency,
                 per_destination: self.delivery_per_destination.min(self.delivery_concurrency),
+            },
+        })
+    }
+
+    fn store_kind(&self) -> Result<StoreKind, ConfigError> {
+        let url = self.store.trim();
+        if url == "memory" {
+            return Ok(StoreKind::Memory);
+        }
+        if !REDIS_SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
+            return Err(ConfigError::UnknownStore);
+        }
+        let paths = TlsPaths {
+            ca: self
+                .redis_ca_file
+                .as_deref()
+                .filter(|p| !p.as_os_str().is_empty()),
+            client_cert: self
+                .redis_client_cert_file
+                .as_deref()
+                .filter(|p| !p.as_os_str().is_empty()),
+            client_key: self
+                .redis_client_key_file
+                .as_deref()
+                .filter(|p| !p.as_os_str().is_empty()),
+        };
+        let target = RedisTarget::parse(url, self.redis_cluster, &paths)?;
+        let operation_timeout = Duration::from_millis(self.redis_timeout_ms);
+        let replica_timeout = Duration::from_millis(self.redis_replica_timeout_ms);
+        if self.redis_min_replicas > 0 && replica_timeout >= operation_timeout {
+            return Err(ConfigError::ReplicaTimeout);
+        }
+        Ok(StoreKind::Redis {
+            target: Box::new(target),
+            options: RedisOptions {
+                operation_timeout,
+                // Tries again within most of the request's time, leaving room to answer.
+                budget: Duration::from_millis(self.request_timeout_ms * 3 / 4)
+                    .max(operation_timeout),
+                state_ttl_ms: self.state_ttl_secs.saturating_mul(1_000),
+                min_replicas: self.redis_min_replicas,
+                replica_timeout,
             },
         })
     }

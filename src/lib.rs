@@ -10,6 +10,7 @@
 //! - [`server`]: connections, with their timeouts and limit.
 //! - [`service`]: everything wired together, with the shutdown drain.
 
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod report;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod store_health;
 pub mod telemetry;
 pub mod timers;
 

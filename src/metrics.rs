@@ -33,6 +33,9 @@ const CONNECTIONS_LIMITED: &str = "handover_connections_limited_total";
 const CONNECTIONS_TIMED_OUT: &str = "handover_connections_timed_out_total";
 const ACCEPT_ERRORS: &str = "handover_accept_errors_total";
 const LARGE_CONVERSATIONS: &str = "handover_conversations_too_large_total";
+const STORE_RESETS: &str = "handover_store_resets_total";
+const STORE_EVICTION_UNSAFE: &str = "handover_store_eviction_unsafe";
+const STORE_READY: &str = "handover_store_ready";
 
 /// Every metric family this service exports (histograms add `_bucket`, `_sum`, `_count`).
 pub const NAMES: &[&str] = &[
@@ -54,6 +57,9 @@ pub const NAMES: &[&str] = &[
     CONNECTIONS_TIMED_OUT,
     ACCEPT_ERRORS,
     LARGE_CONVERSATIONS,
+    STORE_RESETS,
+    STORE_EVICTION_UNSAFE,
+    STORE_READY,
 ];
 
 static METADATA: Metadata<'static> =
@@ -129,6 +135,10 @@ impl Metrics {
                 LARGE_CONVERSATIONS,
                 "Events ignored because their conversation reached HANDOVER_MAX_LEGS",
             ),
+            (
+                STORE_RESETS,
+                "Times the store was found to have lost its data (epoch marker gone): ends may be lost",
+            ),
         ];
         for (name, help) in counters {
             self.recorder
@@ -142,6 +152,14 @@ impl Metrics {
             (
                 DEAD_LETTERS,
                 "Ends given up on, waiting for an operator's replay",
+            ),
+            (
+                STORE_EVICTION_UNSAFE,
+                "1 while Redis' maxmemory-policy may evict the service's keys (allkeys-*, volatile-*)",
+            ),
+            (
+                STORE_READY,
+                "1 while the store accepts writes (what /readyz reports)",
             ),
         ];
         for (name, help) in gauges {
@@ -283,6 +301,18 @@ impl Metrics {
 
     pub fn store_error(&self, operation: &'static str) {
         self.increment(STORE_ERRORS, vec![Label::new("operation", operation)]);
+    }
+
+    pub fn store_reset(&self) {
+        self.increment(STORE_RESETS, Vec::new());
+    }
+
+    pub fn store_eviction_unsafe(&self, unsafe_policy: bool) {
+        self.gauge(STORE_EVICTION_UNSAFE, usize::from(unsafe_policy));
+    }
+
+    pub fn store_ready(&self, ready: bool) {
+        self.gauge(STORE_READY, usize::from(ready));
     }
 
     pub fn store_counts(&self, counts: &StoreCounts) {

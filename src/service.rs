@@ -7,7 +7,8 @@ use crate::forward::{CognigyClient, CognigyTarget, DeliveryWorker, Sender, Shado
 use crate::http::{self, ApiKeys, AppState, Passthrough, Shared};
 use crate::metrics::Metrics;
 use crate::server::{self, Shutdown};
-use crate::store::{MemoryStore, RedisOptions, RedisStore, RedisTarget, Store, StoreError};
+use crate::store::{MemoryStore, RedisStore, Store, StoreError};
+use crate::store_health::{Readiness, StoreMonitor, readiness_channel};
 use crate::timers::TimerWorker;
 use secrecy::ExposeSecret;
 use std::future::Future;
@@ -40,6 +41,8 @@ pub struct Service {
     /// Cancelled last, when the drain is over: stops the workers. Its child, `state.traffic`, is
     /// cancelled first, on the shutdown signal: stops taking traffic.
     stop: CancellationToken,
+    /// Where the store monitor publishes readiness.
+    readiness: watch::Sender<Readiness>,
 }
 
 impl Service {
@@ -49,22 +52,8 @@ impl Service {
                 settings.state_ttl.as_millis() as u64,
                 settings.max_conversations,
             )),
-            StoreKind::Redis {
-                url,
-                cluster,
-                timeout,
-            } => {
-                let url = url.expose_secret();
-                let target = if *cluster {
-                    RedisTarget::Cluster(url.split(',').map(|u| u.trim().to_owned()).collect())
-                } else {
-                    RedisTarget::Single(url.to_owned())
-                };
-                let options = RedisOptions {
-                    operation_timeout: *timeout,
-                    state_ttl_ms: settings.state_ttl.as_millis() as u64,
-                };
-                Arc::new(RedisStore::connect(&target, options)?)
+            StoreKind::Redis { target, options } => {
+                Arc::new(RedisStore::connect(target, options.clone())?)
             }
         };
         let sender: Arc<dyn Sender> = match &settings.forwarding {
@@ -94,8 +83,10 @@ impl Service {
             Wakers::default(),
         ));
         let stop = CancellationToken::new();
+        let (readiness_tx, readiness) = readiness_channel(store.as_ref());
         let state = AppState::new(Shared {
             conversations,
+            readiness,
             store,
             filter: Arc::new(settings.filter.clone()),
             api_keys: Arc::new(ApiKeys::new(settings.api_keys.clone())),
@@ -125,6 +116,7 @@ impl Service {
             sender,
             settings,
             stop,
+            readiness: readiness_tx,
         })
     }
 
@@ -141,6 +133,14 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServiceError> {
         let state = self.state.clone();
+        let monitor = tokio::spawn(
+            StoreMonitor {
+                store: Arc::clone(&state.store),
+                metrics: Arc::clone(&state.metrics),
+                readiness: self.readiness.clone(),
+            }
+            .run(self.stop.clone()),
+        );
         let timers = tokio::spawn(
             TimerWorker {
                 store: Arc::clone(&state.store),
@@ -228,6 +228,7 @@ impl Service {
         self.stop.cancel();
         let _ = timers.await;
         let _ = deliveries.await;
+        let _ = monitor.await;
         if let Some(server) = metrics_server {
             let _ = server.await;
         }

@@ -1,5 +1,6 @@
 //! The timer worker: closes grace windows when they are due, without waiting for a request.
 
+use crate::backoff::{Backoff, FailureLog};
 use crate::clock::now_ms;
 use crate::conversation::Conversations;
 use crate::metrics::Metrics;
@@ -21,13 +22,21 @@ pub struct TimerWorker {
     pub metrics: Arc<Metrics>,
 }
 
+/// How one look at the due grace windows went.
+struct Round {
+    handled: usize,
+    failed: bool,
+}
+
 impl TimerWorker {
     /// Runs until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
         let wake = Arc::clone(&self.conversations.wakers().timers);
         let mut last_eviction = Instant::now();
+        let mut backoff = Backoff::default();
+        let failures = FailureLog::new("grace windows");
         while !stop.is_cancelled() {
-            let handled = self.fire_due().await;
+            let round = self.fire_due(&failures).await;
             if last_eviction.elapsed() >= EVICTION_INTERVAL {
                 last_eviction = Instant::now();
                 match self.store.evict_expired(now_ms()).await {
@@ -36,12 +45,24 @@ impl TimerWorker {
                     Err(error) => tracing::warn!(%error, "cannot evict idle conversations"),
                 }
             }
-            if handled == BATCH {
-                continue;
-            }
-            let pause = match self.store.next_timer_at().await {
-                Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE_POLL),
-                _ => IDLE_POLL,
+            let pause = if round.failed {
+                backoff.failed()
+            } else {
+                backoff.succeeded();
+                if round.handled == BATCH {
+                    continue;
+                }
+                match self.store.next_timer_at().await {
+                    Ok(Some(at)) => {
+                        Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE_POLL)
+                    }
+                    Ok(None) => IDLE_POLL,
+                    Err(error) => {
+                        self.metrics.store_error("timer");
+                        failures.failed(&error);
+                        backoff.failed()
+                    }
+                }
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -51,23 +72,28 @@ impl TimerWorker {
         }
     }
 
-    /// Ticks every conversation whose window is due; returns how many.
-    async fn fire_due(&self) -> usize {
+    /// Ticks every conversation whose window is due, including those claimed from healthy
+    /// parts of a store that partly fails.
+    async fn fire_due(&self, failures: &FailureLog) -> Round {
         let now = now_ms();
-        let due = match self.store.due_timers(now, BATCH).await {
-            Ok(due) => due,
-            Err(error) => {
-                self.metrics.store_error("timer");
-                tracing::warn!(%error, "cannot read due grace windows; trying again");
-                return 0;
-            }
-        };
-        for key in &due {
+        let claimed = self.store.due_timers(now, BATCH).await;
+        let mut failure = claimed.failure;
+        for key in &claimed.items {
             if let Err(error) = self.conversations.tick(key, now).await {
-                self.metrics.store_error("timer");
-                tracing::warn!(%error, conversation = %key, "cannot close a grace window; trying again");
+                // Its claim lapses and the window is closed on a later round.
+                failure = Some(error);
             }
         }
-        due.len()
+        match &failure {
+            Some(error) => {
+                self.metrics.store_error("timer");
+                failures.failed(error);
+            }
+            None => failures.succeeded(),
+        }
+        Round {
+            handled: claimed.items.len(),
+            failed: failure.is_some(),
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 use super::client::{Attempt, CognigyClient};
 use super::retry::RetryPolicy;
+use crate::backoff::{Backoff, FailureLog};
 use crate::clock::now_ms;
 use crate::config::DeliveryLimits;
 use crate::metrics::Metrics;
@@ -78,6 +79,13 @@ pub struct DeliveryWorker {
     pub metrics: Arc<Metrics>,
 }
 
+/// How one look at the outbox went.
+#[derive(Debug, Default)]
+struct Round {
+    started: bool,
+    failed: bool,
+}
+
 /// In-flight limits per resolved URL. Entries go when nothing is in flight to them.
 struct Destinations {
     per_destination: usize,
@@ -116,14 +124,23 @@ impl DeliveryWorker {
             slots: Mutex::default(),
         };
         let mut in_flight = JoinSet::new();
+        let failures = Arc::new(FailureLog::new("the outbox"));
+        let mut backoff = Backoff::default();
         while !stop.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
             destinations.forget_idle();
-            let started = worker.start_due(&pool, &destinations, &mut in_flight).await;
-            if started && pool.available_permits() > 0 {
-                continue;
-            }
-            let pause = worker.idle_pause().await;
+            let round = worker
+                .start_due(&pool, &destinations, &mut in_flight, &failures)
+                .await;
+            let pause = if round.failed {
+                backoff.failed()
+            } else {
+                backoff.succeeded();
+                if round.started && pool.available_permits() > 0 {
+                    continue;
+                }
+                worker.idle_pause(&failures, &mut backoff).await
+            };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = worker.wake.notified() => {}
@@ -135,53 +152,57 @@ impl DeliveryWorker {
     }
 
     /// Claims as many due deliveries as the pool has room for and starts those whose
-    /// destination has room; the others go back to the outbox for a moment. Returns whether any
-    /// started.
+    /// destination has room; the others go back to the outbox for a moment. Deliveries claimed
+    /// from healthy parts of a store that partly fails are started too.
     async fn start_due(
         self: &Arc<Self>,
         pool: &Arc<Semaphore>,
         destinations: &Destinations,
         in_flight: &mut JoinSet<()>,
-    ) -> bool {
+        failures: &Arc<FailureLog>,
+    ) -> Round {
         let room = pool.available_permits();
         if room == 0 {
-            return false;
+            return Round::default();
         }
-        let claimed = match self
+        let claimed = self
             .store
             .claim_deliveries(now_ms(), room, self.lease_ms)
-            .await
-        {
-            Ok(claimed) => claimed,
-            Err(error) => {
+            .await;
+        let failed = match &claimed.failure {
+            Some(error) => {
                 self.metrics.store_error("outbox");
-                tracing::warn!(%error, "cannot read the outbox; trying again");
-                return false;
+                failures.failed(error);
+                true
+            }
+            None => {
+                failures.succeeded();
+                false
             }
         };
         let mut started = false;
-        for delivery in claimed {
+        for delivery in claimed.items {
             let permits = destinations
                 .try_acquire(&self.sender.destination(&delivery))
                 .and_then(|own| Some((own, Arc::clone(pool).try_acquire_owned().ok()?)));
             match permits {
                 Some(permits) => {
                     started = true;
-                    let worker = Arc::clone(self);
+                    let (worker, failures) = (Arc::clone(self), Arc::clone(failures));
                     in_flight.spawn(async move {
-                        worker.deliver(delivery).await;
+                        worker.deliver(delivery, &failures).await;
                         drop(permits);
                     });
                 }
-                None => self.defer(&delivery).await,
+                None => self.defer(&delivery, failures).await,
             }
         }
-        started
+        Round { started, failed }
     }
 
     /// One attempt, run on a task of its own so that a panic in it is caught and counted as a
     /// failure like any other, then its outcome recorded.
-    async fn deliver(&self, delivery: Delivery) {
+    async fn deliver(&self, delivery: Delivery, failures: &FailureLog) {
         let started = Instant::now();
         let sender = Arc::clone(&self.sender);
         let attempt = {
@@ -202,26 +223,33 @@ impl DeliveryWorker {
         self.metrics
             .forward_attempt(result, sent.then(|| started.elapsed()));
         if let Err(error) = self.store.settle(&delivery, settlement).await {
+            // Its lease lapses and it is tried again: Cognigy dedupes on the Idempotency-Key.
             self.metrics.store_error("outbox");
-            tracing::warn!(%error, id = %delivery.id, "cannot record a delivery outcome; it will be tried again");
+            failures.failed(&error);
         }
     }
 
     /// Back to the outbox, not counted as an attempt: its destination has enough in flight.
-    async fn defer(&self, delivery: &Delivery) {
+    async fn defer(&self, delivery: &Delivery, failures: &FailureLog) {
         let settlement = Settlement::Deferred {
             next_attempt_at_ms: now_ms() + DEFER_MS + fastrand::u64(0..=DEFER_MS / 4),
         };
         if let Err(error) = self.store.settle(delivery, settlement).await {
+            // Its lease puts it back instead.
             self.metrics.store_error("outbox");
-            tracing::warn!(%error, id = %delivery.id, "cannot put a delivery back; its lease will");
+            failures.failed(&error);
         }
     }
 
-    async fn idle_pause(&self) -> Duration {
+    async fn idle_pause(&self, failures: &FailureLog, backoff: &mut Backoff) -> Duration {
         match self.store.next_delivery_at().await {
             Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE_POLL),
-            _ => IDLE_POLL,
+            Ok(None) => IDLE_POLL,
+            Err(error) => {
+                self.metrics.store_error("outbox");
+                failures.failed(&error);
+                backoff.failed()
+            }
         }
     }
 

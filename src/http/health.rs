@@ -1,6 +1,7 @@
 //! Liveness and readiness.
 
 use super::AppState;
+use crate::store_health::Readiness;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,7 +12,9 @@ pub async fn livez() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready to take traffic: the store answers and the service is not draining.
+/// Ready to take traffic: the store accepts writes (as the store monitor last found, within
+/// a few seconds) and the service is not draining. The store's error is logged by the monitor,
+/// never shown here.
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     if app.traffic.is_cancelled() {
         return (
@@ -19,14 +22,16 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
             Json(json!({ "status": "draining" })),
         );
     }
-    match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Err(error) => {
-            app.metrics.store_error("ping");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "store_unavailable", "detail": error.to_string() })),
-            )
-        }
+    let readiness = *app.readiness.borrow();
+    match readiness {
+        Readiness::Ready => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Readiness::Starting => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "starting" })),
+        ),
+        Readiness::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "store_unavailable" })),
+        ),
     }
 }

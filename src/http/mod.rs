@@ -15,6 +15,7 @@ use crate::conversation::Conversations;
 use crate::genesys::EventFilter;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::store_health::ReadinessWatch;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -50,8 +51,10 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// Applies events and announces what they decided.
     pub conversations: Arc<Conversations>,
-    /// Read directly only by readiness, metrics and the admin routes.
+    /// Read directly only by metrics and the admin routes.
     pub store: Arc<dyn Store>,
+    /// Whether the store accepts writes, as the store monitor last found.
+    pub readiness: ReadinessWatch,
     pub filter: Arc<EventFilter>,
     pub api_keys: Arc<ApiKeys>,
     /// Cancelled on SIGTERM: no new traffic, readiness turns 503.

@@ -1,7 +1,8 @@
 //! The in-memory store: one process, state lost on restart (the shutdown drain limits that).
 
 use super::{
-    Delivery, DeliveryStatus, Settlement, Store, StoreCounts, StoreError, Transition, TransitionFn,
+    Claimed, Delivery, DeliveryStatus, Settlement, Store, StoreCounts, StoreError, StoreHealth,
+    Transition, TransitionFn,
 };
 use crate::engine::{CompactId, ConversationState};
 use crate::genesys::ConversationKey;
@@ -193,11 +194,7 @@ impl Store for MemoryStore {
         Ok(lock(self.shard(key)).get(&mem_key).map(|e| e.state.clone()))
     }
 
-    async fn due_timers(
-        &self,
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<ConversationKey>, StoreError> {
+    async fn due_timers(&self, now_ms: u64, limit: usize) -> Claimed<ConversationKey> {
         let mut timers = lock(&self.timers);
         let mut due = Vec::new();
         while due.len() < limit {
@@ -209,7 +206,10 @@ impl Store for MemoryStore {
                 _ => break,
             }
         }
-        Ok(due)
+        Claimed {
+            items: due,
+            failure: None,
+        }
     }
 
     async fn next_timer_at(&self) -> Result<Option<u64>, StoreError> {
@@ -221,7 +221,7 @@ impl Store for MemoryStore {
         now_ms: u64,
         limit: usize,
         _lease_ms: u64,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    ) -> Claimed<Delivery> {
         // One process: a claim cannot be orphaned, so no lease is needed here.
         let mut outbox = lock(&self.outbox);
         let mut claimed = Vec::new();
@@ -237,7 +237,10 @@ impl Store for MemoryStore {
                 _ => break,
             }
         }
-        Ok(claimed)
+        Claimed {
+            items: claimed,
+            failure: None,
+        }
     }
 
     async fn next_delivery_at(&self) -> Result<Option<u64>, StoreError> {
@@ -320,8 +323,8 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
+    async fn health(&self) -> Result<StoreHealth, StoreError> {
+        Ok(StoreHealth::default())
     }
 
     async fn evict_expired(&self, now_ms: u64) -> Result<usize, StoreError> {

@@ -5,13 +5,10 @@
 
 pub mod format;
 mod memory;
-mod redis;
-mod redis_connection;
-mod redis_scripts;
+pub mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::{RedisOptions, RedisStore};
-pub use redis_connection::RedisTarget;
+pub use redis::{RedisOptions, RedisStore, RedisTarget};
 
 use crate::engine::{ConversationState, EndNotice};
 use crate::genesys::ConversationKey;
@@ -164,6 +161,44 @@ pub struct StoreCounts {
     pub dead_letters: usize,
 }
 
+/// Work claimed from a store that holds it in parts (Redis buckets): what could be claimed, and
+/// the last failure if some part could not be reached. Work claimed on healthy parts is done
+/// even when another part fails.
+#[derive(Debug)]
+pub struct Claimed<T> {
+    pub items: Vec<T>,
+    pub failure: Option<StoreError>,
+}
+
+impl<T> Claimed<T> {
+    /// All of it, or the failure if a part could not be reached.
+    pub fn into_result(self) -> Result<Vec<T>, StoreError> {
+        match self.failure {
+            Some(error) => Err(error),
+            None => Ok(self.items),
+        }
+    }
+}
+
+impl<T> Default for Claimed<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            failure: None,
+        }
+    }
+}
+
+/// What a store's health check found, beyond accepting writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// The store lost its data since the last check: restarted without persistence, flushed, or
+    /// failed over to an empty replica.
+    pub reset: bool,
+    /// The `maxmemory-policy` that may evict the service's keys, if one does.
+    pub eviction_policy: Option<String>,
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("state store unavailable: {0}")]
@@ -186,22 +221,14 @@ pub trait Store: Send + Sync + 'static {
     async fn load(&self, key: &ConversationKey) -> Result<Option<ConversationState>, StoreError>;
 
     /// Conversations whose grace window is due, claimed by this caller.
-    async fn due_timers(
-        &self,
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<ConversationKey>, StoreError>;
+    async fn due_timers(&self, now_ms: u64, limit: usize) -> Claimed<ConversationKey>;
 
     /// When the earliest grace window closes.
     async fn next_timer_at(&self) -> Result<Option<u64>, StoreError>;
 
     /// Deliveries due at `now_ms`, leased to this caller for `lease_ms`.
-    async fn claim_deliveries(
-        &self,
-        now_ms: u64,
-        limit: usize,
-        lease_ms: u64,
-    ) -> Result<Vec<Delivery>, StoreError>;
+    async fn claim_deliveries(&self, now_ms: u64, limit: usize, lease_ms: u64)
+    -> Claimed<Delivery>;
 
     /// When the earliest waiting delivery is due.
     async fn next_delivery_at(&self) -> Result<Option<u64>, StoreError>;
@@ -224,8 +251,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn counts(&self) -> Result<StoreCounts, StoreError>;
 
-    /// Cheap check that the store answers (readiness).
-    async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether the store accepts writes (readiness: `docs/contract.md` §9.3), and what else a
+    /// look at it found.
+    async fn health(&self) -> Result<StoreHealth, StoreError>;
 
     /// Forgets conversations idle past their lifetime; returns how many.
     async fn evict_expired(&self, now_ms: u64) -> Result<usize, StoreError>;

@@ -16,6 +16,7 @@ mod memory_store;
 mod metrics;
 mod observability;
 mod passthrough;
+mod redis_production;
 mod redis_store;
 mod replay;
 mod storage_format;

@@ -95,7 +95,11 @@ async fn many_conversations_at_once_each_end_once() {
     }
     let counts = store.counts().await.unwrap();
     assert_eq!((counts.conversations, counts.outbox), (Some(500), 500));
-    let claimed = store.claim_deliveries(5, 1_000, 1_000).await.unwrap();
+    let claimed = store
+        .claim_deliveries(5, 1_000, 1_000)
+        .await
+        .into_result()
+        .unwrap();
     assert_eq!(claimed.len(), 500);
     let mut ids: Vec<_> = claimed.iter().map(|d| d.id.clone()).collect();
     ids.sort();
@@ -116,9 +120,16 @@ async fn grace_windows_are_due_when_their_time_comes() {
     )
     .await;
     assert_eq!(store.next_timer_at().await.unwrap(), Some(10_100));
-    assert!(store.due_timers(10_099, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .due_timers(10_099, 10)
+            .await
+            .into_result()
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
-        store.due_timers(10_100, 10).await.unwrap(),
+        store.due_timers(10_100, 10).await.into_result().unwrap(),
         vec![key(CONVERSATION)]
     );
     assert_eq!(

@@ -17,7 +17,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn store(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(&RedisTarget::Single(server.url()), RedisOptions::default())
+    RedisStore::connect(&RedisTarget::single(server.url()), RedisOptions::default())
         .expect("store connects")
 }
 
@@ -175,7 +175,12 @@ async fn redis_down_gives_503_and_not_ready_then_recovers_by_itself() {
             .send();
         async move { request.await.map(|r| r.status().as_u16()).unwrap_or(0) }
     };
-    assert_eq!(ready(&running).await, 200);
+    eventually(
+        WAIT,
+        "the service is ready once it has looked at Redis",
+        || async { ready(&running).await == 200 },
+    )
+    .await;
     assert_eq!(running.post_spec(&start("A", 1_000), "c-1").await.0, 202);
 
     server.stop();
@@ -192,7 +197,10 @@ async fn redis_down_gives_503_and_not_ready_then_recovers_by_itself() {
     assert!(response.headers().contains_key("retry-after"));
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["error"], "store_unavailable");
-    assert_eq!(ready(&running).await, 503);
+    eventually(WAIT, "not ready while Redis is down", || async {
+        ready(&running).await == 503
+    })
+    .await;
     let livez = running
         .client
         .get(format!("{}/livez", running.base_url))
@@ -230,7 +238,7 @@ async fn conversation_state_stays_small_and_every_key_expires() {
         }
     }
     let later = now + 10_001;
-    for key in store.due_timers(later, 1_000).await.unwrap() {
+    for key in store.due_timers(later, 1_000).await.into_result().unwrap() {
         store
             .update(&key, later, &mut |current| {
                 let mut state = current?;
@@ -240,7 +248,11 @@ async fn conversation_state_stays_small_and_every_key_expires() {
             .await
             .unwrap();
     }
-    let deliveries = store.claim_deliveries(later, 1_000, 1_000).await.unwrap();
+    let deliveries = store
+        .claim_deliveries(later, 1_000, 1_000)
+        .await
+        .into_result()
+        .unwrap();
     assert_eq!(
         deliveries.len(),
         CONVERSATIONS,

@@ -162,7 +162,7 @@ async fn a_new_build_serves_the_state_the_previous_release_left_in_redis() {
         }
     }
     let store: Arc<dyn Store> = Arc::new(
-        RedisStore::connect(&RedisTarget::Single(server.url()), RedisOptions::default()).unwrap(),
+        RedisStore::connect(&RedisTarget::single(server.url()), RedisOptions::default()).unwrap(),
     );
     let open = ConversationKey::new("handover-prod", "8a1b2c3d-4e5f-4a6b-9c7d-0e1f2a3b4c5d");
     let state = store
@@ -177,7 +177,7 @@ async fn a_new_build_serves_the_state_the_previous_release_left_in_redis() {
         .expect("its grace window")
         .due_at_ms;
 
-    let due = store.due_timers(due_at, 10).await.unwrap();
+    let due = store.due_timers(due_at, 10).await.into_result().unwrap();
     assert_eq!(due, std::slice::from_ref(&open));
     let conversations = Conversations::new(
         Arc::clone(&store),
@@ -193,6 +193,7 @@ async fn a_new_build_serves_the_state_the_previous_release_left_in_redis() {
     let claimed = store
         .claim_deliveries(u64::MAX / 2, 10, 1_000)
         .await
+        .into_result()
         .unwrap();
     let mut ids: Vec<&str> = claimed.iter().map(|d| d.id.as_str()).collect();
     ids.sort();

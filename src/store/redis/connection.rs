@@ -1,53 +1,149 @@
-//! One connection type for a single Redis server and for Redis Cluster, both connected lazily so
-//! that the service starts (not ready) while Redis is away and recovers when it returns.
+//! Connections to the primary that holds the state: one server, the primary the Sentinels name,
+//! or Redis Cluster. Each connects lazily, so that the service starts (not ready) while Redis is
+//! away and recovers by itself when it returns.
+//!
+//! The redis crate follows Cluster redirections and asks Sentinels for the primary; what it
+//! lacks is written here: a connection to one server that is dropped and made again when the
+//! node stops being the primary (READONLY after a failover, behind a Sentinel or an address that
+//! moves), and a role check before a new connection is used, so that writes only ever go to a
+//! primary (`docs/contract.md` §9.1).
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use super::target::{RedisTarget, Topology};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
+    ServerErrorKind, TlsMode, Value,
+};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
-/// Where the state lives. No `Debug`: the URLs may carry a password.
-#[derive(Clone)]
-pub enum RedisTarget {
-    /// One server (or a primary behind a proxy or Sentinel-managed address).
-    Single(String),
-    /// Redis Cluster: the URLs of one or more seed nodes.
-    Cluster(Vec<String>),
+/// What to do after a failed command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The node is gone or no longer the primary: connect again (asking the Sentinels anew).
+    Reconnect,
+    /// Redis is busy moving things (resharding, a cluster failover, out of memory): wait and
+    /// try again on the same connection.
+    Wait,
+    /// Trying again will not help (a bug, a wrong password): fail now.
+    GiveUp,
+}
+
+pub fn recovery(error: &RedisError) -> Recovery {
+    match error.kind() {
+        ErrorKind::Server(
+            ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading,
+        ) => Recovery::Reconnect,
+        ErrorKind::Server(
+            ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
+        ) => Recovery::Wait,
+        ErrorKind::Io
+        | ErrorKind::Parse
+        | ErrorKind::ClusterConnectionNotFound
+        | ErrorKind::MasterNameNotFoundBySentinel
+        | ErrorKind::NoValidReplicasFoundBySentinel => Recovery::Reconnect,
+        _ if error.code() == Some("OOM") => Recovery::Wait,
+        _ if error.is_timeout() || error.is_connection_dropped() => Recovery::Reconnect,
+        _ => Recovery::GiveUp,
+    }
 }
 
 /// Hands out connections; cheap to call for every operation.
 pub enum Connector {
-    Single(ConnectionManager),
-    Cluster(Box<LazyCluster>),
+    Primary(Box<PrimaryConnector>),
+    Cluster(Box<ClusterConnector>),
 }
 
-pub struct LazyCluster {
+/// Where the primary is found.
+enum PrimarySource {
+    Fixed(redis::Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+pub struct PrimaryConnector {
+    source: PrimarySource,
+    config: AsyncConnectionConfig,
+    /// The connection in use and its generation.
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// One reconnection at a time: the others wait for it.
+    connecting: tokio::sync::Mutex<()>,
+    generations: AtomicU64,
+}
+
+pub struct ClusterConnector {
     client: ClusterClient,
     connection: OnceCell<ClusterConnection>,
 }
 
+/// Why a connection could not be had: the redis crate's error, or a node that is not a primary.
+pub fn not_a_primary() -> RedisError {
+    RedisError::from((
+        ErrorKind::Server(ServerErrorKind::ReadOnly),
+        "the node is not a primary",
+    ))
+}
+
 impl Connector {
     pub fn new(target: &RedisTarget, timeout: Duration) -> RedisResult<Self> {
-        Ok(match target {
-            RedisTarget::Single(url) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                let client = redis::Client::open(url.as_str())?;
-                Connector::Single(ConnectionManager::new_lazy_with_config(client, config)?)
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let certificates = target.certificates();
+        Ok(match &target.topology {
+            Topology::Single(url) => {
+                let client = match certificates {
+                    Some(certificates) => {
+                        redis::Client::build_with_tls(url.as_str(), certificates)?
+                    }
+                    None => redis::Client::open(url.as_str())?,
+                };
+                Connector::Primary(Box::new(PrimaryConnector::new(
+                    PrimarySource::Fixed(client),
+                    config,
+                )))
             }
-            RedisTarget::Cluster(seeds) => {
-                let client = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+            Topology::Sentinel(sentinel) => {
+                let mut builder = SentinelClientBuilder::new(
+                    sentinel.addresses(),
+                    sentinel.master_name.clone(),
+                    SentinelServerType::Master,
+                )?
+                .set_client_to_redis_db(sentinel.db);
+                if let Some(password) = &sentinel.password {
+                    builder = builder.set_client_to_redis_password(password.clone());
+                }
+                if sentinel.tls {
+                    builder = builder.set_client_to_redis_tls_mode(TlsMode::Secure);
+                    if let Some(certificates) = certificates {
+                        builder = builder.set_client_to_redis_certificates(certificates);
+                    }
+                }
+                Connector::Primary(Box::new(PrimaryConnector::new(
+                    PrimarySource::Sentinel(tokio::sync::Mutex::new(builder.build()?)),
+                    config,
+                )))
+            }
+            Topology::Cluster(seeds) => {
+                let mut builder = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
-                    .retries(2)
-                    .build()?;
-                Connector::Cluster(Box::new(LazyCluster {
-                    client,
+                    .retries(2);
+                if let Some(certificates) = certificates {
+                    builder = builder.certs(certificates);
+                }
+                Connector::Cluster(Box::new(ClusterConnector {
+                    client: builder.build()?,
                     connection: OnceCell::new(),
                 }))
             }
@@ -56,28 +152,139 @@ impl Connector {
 
     pub async fn get(&self) -> RedisResult<Connection> {
         match self {
-            Connector::Single(manager) => Ok(Connection::Single(manager.clone())),
-            Connector::Cluster(lazy) => {
-                let connection = lazy
+            Connector::Primary(primary) => primary.get().await,
+            Connector::Cluster(cluster) => {
+                let connection = cluster
                     .connection
-                    .get_or_try_init(|| lazy.client.get_async_connection())
+                    .get_or_try_init(|| cluster.client.get_async_connection())
                     .await?;
                 Ok(Connection::Cluster(connection.clone()))
             }
         }
     }
+
+    /// Drops `connection` if it is still the one in use, so that the next `get` connects anew.
+    /// (A Cluster connection repairs itself.)
+    pub fn discard(&self, connection: &Connection) {
+        if let (Connector::Primary(primary), Connection::Primary { generation, .. }) =
+            (self, connection)
+        {
+            let mut current = primary.current.lock().unwrap_or_else(|e| e.into_inner());
+            if current.as_ref().is_some_and(|(g, _)| g == generation) {
+                *current = None;
+            }
+        }
+    }
+}
+
+impl PrimaryConnector {
+    fn new(source: PrimarySource, config: AsyncConnectionConfig) -> Self {
+        Self {
+            source,
+            config,
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            generations: AtomicU64::new(0),
+        }
+    }
+
+    fn current(&self) -> Option<Connection> {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current
+            .as_ref()
+            .map(|(generation, connection)| Connection::Primary {
+                generation: *generation,
+                connection: connection.clone(),
+            })
+    }
+
+    async fn get(&self) -> RedisResult<Connection> {
+        if let Some(connection) = self.current() {
+            return Ok(connection);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(connection) = self.current() {
+            return Ok(connection);
+        }
+        let client = match &self.source {
+            PrimarySource::Fixed(client) => client.clone(),
+            PrimarySource::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await?,
+        };
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        if !is_primary(&mut connection).await? {
+            return Err(not_a_primary());
+        }
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((generation, connection.clone()));
+        Ok(Connection::Primary {
+            generation,
+            connection,
+        })
+    }
+}
+
+/// `ROLE` says `master`.
+pub async fn is_primary(connection: &mut impl ConnectionLike) -> RedisResult<bool> {
+    let role: Vec<Value> = redis::cmd("ROLE").query_async(connection).await?;
+    Ok(matches!(role.first(), Some(Value::BulkString(role)) if role == b"master"))
 }
 
 #[derive(Clone)]
 pub enum Connection {
-    Single(ConnectionManager),
+    Primary {
+        generation: u64,
+        connection: MultiplexedConnection,
+    },
     Cluster(ClusterConnection),
+}
+
+impl Connection {
+    /// Sends `command` to the primary that serves `slot` (Cluster) or to the one server.
+    pub async fn on_slot(&mut self, slot: u16, command: Cmd) -> RedisResult<Value> {
+        match self {
+            Connection::Primary { connection, .. } => command.query_async(connection).await,
+            Connection::Cluster(connection) => {
+                let route = Route::new(slot, SlotAddr::Master);
+                connection
+                    .route_command(
+                        command,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// Sends `command` to every primary; one answer each.
+    pub async fn on_every_primary(&mut self, command: Cmd) -> RedisResult<Vec<Value>> {
+        match self {
+            Connection::Primary { connection, .. } => {
+                Ok(vec![command.query_async(connection).await?])
+            }
+            Connection::Cluster(connection) => {
+                let answers = connection
+                    .route_command(
+                        command,
+                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
+                    )
+                    .await?;
+                Ok(match answers {
+                    Value::Map(pairs) => pairs.into_iter().map(|(_, v)| v).collect(),
+                    Value::Array(items) => items,
+                    other => vec![other],
+                })
+            }
+        }
+    }
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Primary { connection, .. } => connection.req_packed_command(cmd),
             Connection::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -89,15 +296,74 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Connection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Connection::Primary { connection, .. } => {
+                connection.req_packed_commands(cmd, offset, count)
+            }
             Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Connection::Single(c) => c.get_db(),
+            Connection::Primary { connection, .. } => connection.get_db(),
             Connection::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+/// The Cluster hash slot of a key (CRC16/XMODEM of its hash tag, or of the whole key).
+pub fn slot_of(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes.iter().position(|b| *b == b'{').and_then(|open| {
+        let close = bytes[open + 1..].iter().position(|b| *b == b'}')?;
+        (close > 0).then(|| &bytes[open + 1..open + 1 + close])
+    });
+    crc16(tagged.unwrap_or(bytes)) % 16_384
+}
+
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for byte in bytes {
+        crc ^= u16::from(*byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_those_redis_computes() {
+        // Values from Redis' own documentation and `CLUSTER KEYSLOT`.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot_of("foo"), 12_182);
+        assert_eq!(
+            slot_of("{user1000}.following"),
+            slot_of("{user1000}.followers")
+        );
+        assert_eq!(slot_of("foo{}{bar}"), slot_of("foo{}{bar}"));
+        assert_eq!(slot_of("foo{{bar}}zap"), slot_of("{bar"));
+    }
+
+    #[test]
+    fn a_demoted_primary_means_connect_again_and_resharding_means_wait() {
+        let readonly = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ReadOnly),
+            "You can't write against a read only replica.",
+        ));
+        assert_eq!(recovery(&readonly), Recovery::Reconnect);
+        assert_eq!(recovery(&not_a_primary()), Recovery::Reconnect);
+        let try_again = RedisError::from((ErrorKind::Server(ServerErrorKind::TryAgain), "x"));
+        assert_eq!(recovery(&try_again), Recovery::Wait);
+        let script_bug = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "x"));
+        assert_eq!(recovery(&script_bug), Recovery::GiveUp);
     }
 }

@@ -16,20 +16,40 @@
 //! compare-and-set on the version, retrying on conflict. Due timers and deliveries are claimed by
 //! pushing their score to the end of a lease: a replica that dies mid-way loses its claim when the
 //! lease runs out, and another replica takes the work over.
+//!
+//! Failures (`docs/contract.md` §9). Every operation runs within a time budget: a command that
+//! fails because the node is gone or no longer the primary is sent again on a new connection
+//! (asking the Sentinels anew), one that fails because Redis is moving slots or is out of memory
+//! is sent again after a pause; only when the budget is spent does the caller see the error (an
+//! event then gets 503 and EventBridge sends it again). With `HANDOVER_REDIS_MIN_REPLICAS`, a
+//! commit counts only once that many replicas hold it (`WAIT`).
+//!
+//! - `hr:{hr<n>}:epoch`: hash `id`, `probed`: the epoch marker the readiness probe writes; a
+//!   marker that vanished or changed means the store lost its data.
+
+mod connection;
+mod health;
+mod scripts;
+mod target;
+
+pub use target::{
+    CA_FILE_ENV, CLIENT_CERT_FILE_ENV, CLIENT_KEY_FILE_ENV, RedisTarget, TargetError, TlsPaths,
+};
 
 use super::format::{self, BUCKETS, bucket_of};
-use super::redis_connection::{Connection, Connector, RedisTarget};
-use super::redis_scripts;
 use super::{
-    Delivery, DeliveryStatus, Settlement, Store, StoreCounts, StoreError, Transition, TransitionFn,
+    Claimed, Delivery, DeliveryStatus, Settlement, Store, StoreCounts, StoreError, StoreHealth,
+    Transition, TransitionFn,
 };
 use crate::engine::ConversationState;
 use crate::genesys::ConversationKey;
 use crate::hash::fnv1a;
 use async_trait::async_trait;
-use redis::Script;
+use connection::{Connection, Connector, Recovery, recovery, slot_of};
+use redis::{RedisResult, Script};
 use std::future::Future;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A claimed grace window is this replica's for this long.
 const TIMER_LEASE_MS: u64 = 15_000;
@@ -40,19 +60,31 @@ const MAX_CONFLICTS: u32 = 16;
 const LOCAL_STRIPES: usize = 256;
 /// Dead letters are kept this long after the last one.
 const DEAD_LETTER_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+/// First and longest pause between two tries of a failed command, within the budget.
+const FIRST_PAUSE: Duration = Duration::from_millis(25);
+const LONGEST_PAUSE: Duration = Duration::from_millis(400);
 
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// Longest time one Redis operation may take before the store counts as unavailable.
+    /// Longest time one Redis command may take before it counts as failed.
     pub operation_timeout: Duration,
+    /// Longest time one store operation may take, tries again included (`docs/contract.md` §9.2).
+    pub budget: Duration,
     pub state_ttl_ms: u64,
+    /// Replicas that must hold a commit before it counts (`HANDOVER_REDIS_MIN_REPLICAS`).
+    pub min_replicas: u32,
+    /// How long a commit waits for them (`HANDOVER_REDIS_REPLICA_TIMEOUT_MS`).
+    pub replica_timeout: Duration,
 }
 
 impl Default for RedisOptions {
     fn default() -> Self {
         Self {
             operation_timeout: Duration::from_millis(1_500),
+            budget: Duration::from_millis(3_000),
             state_ttl_ms: 7 * 24 * 60 * 60 * 1000,
+            min_replicas: 0,
+            replica_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -63,6 +95,7 @@ struct Scripts {
     claim_deliveries: Script,
     settle: Script,
     replay: Script,
+    probe: Script,
 }
 
 pub struct RedisStore {
@@ -70,6 +103,8 @@ pub struct RedisStore {
     scripts: Scripts,
     options: RedisOptions,
     local: Box<[tokio::sync::Mutex<()>]>,
+    /// The epoch id last seen in each bucket's marker.
+    epochs: std::sync::Mutex<Vec<Option<String>>>,
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
@@ -77,6 +112,7 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
 }
 
 /// The keys of one bucket.
+#[derive(Clone, Copy)]
 struct Bucket(u32);
 
 impl Bucket {
@@ -90,6 +126,11 @@ impl Bucket {
 
     fn key(&self, name: &str) -> String {
         format!("hr:{{hr{}}}:{name}", self.0)
+    }
+
+    /// The Cluster slot all of this bucket's keys live in.
+    fn slot(&self) -> u16 {
+        slot_of(&self.key(""))
     }
 
     fn state(&self, key: &ConversationKey) -> String {
@@ -114,10 +155,23 @@ impl Bucket {
     fn dead(&self) -> String {
         self.key("dead")
     }
+
+    fn epoch(&self) -> String {
+        self.key("epoch")
+    }
 }
 
 fn member(key: &ConversationKey) -> String {
     format::write_timer_member(key)
+}
+
+/// What a commit came to.
+enum Committed {
+    Yes,
+    /// Another writer got there first: read again.
+    Conflict,
+    /// Written on the primary, held by fewer replicas than required.
+    NotReplicated(i64),
 }
 
 impl RedisStore {
@@ -134,40 +188,100 @@ impl RedisStore {
         Ok(Self {
             connector,
             scripts: Scripts {
-                commit: Script::new(redis_scripts::COMMIT),
-                claim_timers: Script::new(redis_scripts::CLAIM_TIMERS),
-                claim_deliveries: Script::new(redis_scripts::CLAIM_DELIVERIES),
-                settle: Script::new(redis_scripts::SETTLE),
-                replay: Script::new(redis_scripts::REPLAY),
+                commit: Script::new(scripts::COMMIT),
+                claim_timers: Script::new(scripts::CLAIM_TIMERS),
+                claim_deliveries: Script::new(scripts::CLAIM_DELIVERIES),
+                settle: Script::new(scripts::SETTLE),
+                replay: Script::new(scripts::REPLAY),
+                probe: Script::new(scripts::PROBE),
             },
             options,
             local: (0..LOCAL_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            epochs: std::sync::Mutex::new(vec![None; BUCKETS as usize]),
         })
     }
 
-    /// Runs one Redis operation, connection included, within the operation timeout.
-    async fn run<T, F, Fut>(&self, operation: F) -> Result<T, StoreError>
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.options.budget
+    }
+
+    /// Runs one Redis operation, connection included, trying again as the failure asks until it
+    /// succeeds or `deadline` passes (`docs/contract.md` §9.2).
+    async fn run<T, F, Fut>(&self, deadline: Instant, mut operation: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Connection) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>>,
+        F: FnMut(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
     {
-        let work = async { operation(self.connector.get().await?).await };
-        match tokio::time::timeout(self.options.operation_timeout, work).await {
-            Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(StoreError::Unavailable(
-                "Redis did not answer in time".into(),
-            )),
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let error = match self.attempt(deadline, &mut operation).await {
+                Ok(value) => return Ok(value),
+                Err((error, Recovery::GiveUp)) => return Err(error),
+                Err((error, _)) => error,
+            };
+            let pause_with_jitter = pause + pause.mul_f64(fastrand::f64() / 2.0);
+            if Instant::now() + pause_with_jitter >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(pause_with_jitter).await;
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+    }
+
+    /// One try: a connection, then the operation, each bounded by the operation timeout.
+    async fn attempt<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        operation: &mut F,
+    ) -> Result<T, (StoreError, Recovery)>
+    where
+        F: FnMut(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let limit = |now: Instant| {
+            deadline
+                .saturating_duration_since(now)
+                .min(self.options.operation_timeout)
+        };
+        let late = || {
+            (
+                StoreError::Unavailable("Redis did not answer in time".into()),
+                Recovery::Reconnect,
+            )
+        };
+        let failed = |error: redis::RedisError| {
+            let recovery = recovery(&error);
+            (unavailable(error), recovery)
+        };
+        let connection = tokio::time::timeout(limit(Instant::now()), self.connector.get())
+            .await
+            .map_err(|_| late())?
+            .map_err(failed)?;
+        match tokio::time::timeout(limit(Instant::now()), operation(connection.clone())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                let (error, recovery) = failed(error);
+                if recovery == Recovery::Reconnect {
+                    self.connector.discard(&connection);
+                }
+                Err((error, recovery))
+            }
+            Err(_) => {
+                self.connector.discard(&connection);
+                Err(late())
+            }
         }
     }
 
     async fn read_state(
         &self,
+        deadline: Instant,
         state_key: &str,
     ) -> Result<(String, Option<ConversationState>), StoreError> {
         let (version, json): (Option<String>, Option<String>) = self
-            .run(|mut c| async move {
+            .run(deadline, |mut c| async move {
                 redis::cmd("HMGET")
                     .arg(state_key)
                     .arg("v")
@@ -184,6 +298,70 @@ impl RedisStore {
         };
         Ok((version.unwrap_or_else(|| "0".into()), state))
     }
+
+    /// `WAIT` for the replicas on `connection`, which made the writes to wait for.
+    async fn replicated(&self, connection: &mut Connection, slot: u16) -> RedisResult<i64> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.options.min_replicas)
+            .arg(self.options.replica_timeout.as_millis() as u64);
+        let acked = connection.on_slot(slot, wait).await?;
+        redis::from_redis_value(acked).map_err(redis::RedisError::from)
+    }
+
+    fn not_replicated(&self, acked: i64) -> StoreError {
+        StoreError::Unavailable(format!(
+            "the commit reached {acked} of the {} replicas required within {} ms",
+            self.options.min_replicas,
+            self.options.replica_timeout.as_millis()
+        ))
+    }
+
+    /// With required replicas, a state read but not written (a duplicate, say) must still be held
+    /// by them before the event is acknowledged: an earlier commit of it may have reached none.
+    /// A write to its slot, then `WAIT`: replication is in order, so once the replicas hold this
+    /// write they hold everything before it.
+    async fn confirm_replicated(
+        &self,
+        deadline: Instant,
+        bucket: &Bucket,
+        state_key: &str,
+    ) -> Result<(), StoreError> {
+        let acked = self
+            .run(deadline, |mut c| async move {
+                let _: i64 = redis::cmd("PEXPIRE")
+                    .arg(state_key)
+                    .arg(self.options.state_ttl_ms)
+                    .query_async(&mut c)
+                    .await?;
+                self.replicated(&mut c, bucket.slot()).await
+            })
+            .await?;
+        if acked < i64::from(self.options.min_replicas) {
+            return Err(self.not_replicated(acked));
+        }
+        Ok(())
+    }
+
+    /// Runs `claim` on every bucket; the work claimed on healthy buckets is returned even when
+    /// others fail (`docs/contract.md` §9.3).
+    async fn claim_each<T, F, Fut>(&self, limit: usize, mut claim: F) -> Claimed<T>
+    where
+        F: FnMut(Bucket, usize) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, StoreError>>,
+    {
+        let mut claimed = Claimed::default();
+        for bucket in Bucket::all() {
+            let room = limit.saturating_sub(claimed.items.len());
+            if room == 0 {
+                break;
+            }
+            match claim(bucket, room).await {
+                Ok(items) => claimed.items.extend(items),
+                Err(error) => claimed.failure = Some(error),
+            }
+        }
+        claimed
+    }
 }
 
 #[async_trait]
@@ -194,6 +372,7 @@ impl Store for RedisStore {
         now_ms: u64,
         transition: &mut TransitionFn<'_>,
     ) -> Result<(), StoreError> {
+        let deadline = self.deadline();
         let bucket = Bucket::of(key);
         let state_key = bucket.state(key);
         let stripe = fnv1a(&[state_key.as_bytes()]) as usize % LOCAL_STRIPES;
@@ -204,20 +383,21 @@ impl Store for RedisStore {
                 let ceiling = 1u64 << conflicts.min(6);
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=ceiling))).await;
             }
-            let (version, current) = self.read_state(&state_key).await?;
+            let (version, current) = self.read_state(deadline, &state_key).await?;
             let was_absent = current.is_none();
             let Some(Transition { state, ends }) = transition(current) else {
                 if was_absent {
                     // A timer can outlive its conversation's state (TTL): drop it.
                     let (timers, member) = (bucket.timers(), member(key));
                     let _: i64 = self
-                        .run(|mut c| async move {
-                            redis::cmd("ZREM")
-                                .arg(timers)
-                                .arg(member)
-                                .query_async(&mut c)
-                                .await
+                        .run(deadline, |mut c| {
+                            let mut zrem = redis::cmd("ZREM");
+                            zrem.arg(&timers).arg(&member);
+                            async move { zrem.query_async(&mut c).await }
                         })
+                        .await?;
+                } else if self.options.min_replicas > 0 {
+                    self.confirm_replicated(deadline, &bucket, &state_key)
                         .await?;
                 }
                 return Ok(());
@@ -245,11 +425,29 @@ impl Store for RedisStore {
                     .arg(format::write_delivery(&delivery))
                     .arg(delivery.next_attempt_at_ms);
             }
-            let committed: i64 = self
-                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            let invocation = &invocation;
+            let committed = self
+                .run(deadline, |mut c| async move {
+                    let committed: i64 = invocation.invoke_async(&mut c).await?;
+                    if committed != 1 {
+                        return Ok(Committed::Conflict);
+                    }
+                    if self.options.min_replicas == 0 {
+                        return Ok(Committed::Yes);
+                    }
+                    // On the connection that made the commit: WAIT counts its writes.
+                    let acked = self.replicated(&mut c, bucket.slot()).await?;
+                    Ok(if acked < i64::from(self.options.min_replicas) {
+                        Committed::NotReplicated(acked)
+                    } else {
+                        Committed::Yes
+                    })
+                })
                 .await?;
-            if committed == 1 {
-                return Ok(());
+            match committed {
+                Committed::Yes => return Ok(()),
+                Committed::NotReplicated(acked) => return Err(self.not_replicated(acked)),
+                Committed::Conflict => {}
             }
         }
         Err(StoreError::Unavailable(
@@ -258,35 +456,32 @@ impl Store for RedisStore {
     }
 
     async fn load(&self, key: &ConversationKey) -> Result<Option<ConversationState>, StoreError> {
-        Ok(self.read_state(&Bucket::of(key).state(key)).await?.1)
+        let state_key = Bucket::of(key).state(key);
+        Ok(self.read_state(self.deadline(), &state_key).await?.1)
     }
 
-    async fn due_timers(
-        &self,
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<ConversationKey>, StoreError> {
-        let mut due = Vec::new();
-        for bucket in Bucket::all() {
-            if due.len() >= limit {
-                break;
-            }
+    async fn due_timers(&self, now_ms: u64, limit: usize) -> Claimed<ConversationKey> {
+        let deadline = self.deadline();
+        self.claim_each(limit, |bucket, room| async move {
             let mut claim = self.scripts.claim_timers.prepare_invoke();
             claim
                 .key(bucket.timers())
                 .arg(now_ms)
                 .arg(now_ms + TIMER_LEASE_MS)
-                .arg(limit - due.len());
+                .arg(room);
+            let claim = &claim;
             let members: Vec<String> = self
-                .run(|mut c| async move { claim.invoke_async(&mut c).await })
+                .run(
+                    deadline,
+                    |mut c| async move { claim.invoke_async(&mut c).await },
+                )
                 .await?;
-            due.extend(
-                members
-                    .iter()
-                    .filter_map(|m| format::read_timer_member(m).ok()),
-            );
-        }
-        Ok(due)
+            Ok(members
+                .iter()
+                .filter_map(|m| format::read_timer_member(m).ok())
+                .collect())
+        })
+        .await
     }
 
     async fn next_timer_at(&self) -> Result<Option<u64>, StoreError> {
@@ -298,30 +493,33 @@ impl Store for RedisStore {
         now_ms: u64,
         limit: usize,
         lease_ms: u64,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        let mut claimed = Vec::new();
-        for bucket in Bucket::all() {
-            if claimed.len() >= limit {
-                break;
-            }
+    ) -> Claimed<Delivery> {
+        let deadline = self.deadline();
+        self.claim_each(limit, |bucket, room| async move {
             let mut claim = self.scripts.claim_deliveries.prepare_invoke();
             claim
                 .key(bucket.outbox())
                 .key(bucket.deliveries())
                 .arg(now_ms)
                 .arg(now_ms + lease_ms)
-                .arg(limit - claimed.len());
+                .arg(room);
+            let claim = &claim;
             let items: Vec<String> = self
-                .run(|mut c| async move { claim.invoke_async(&mut c).await })
+                .run(
+                    deadline,
+                    |mut c| async move { claim.invoke_async(&mut c).await },
+                )
                 .await?;
+            let mut claimed = Vec::with_capacity(items.len());
             for item in items {
                 match format::read_delivery(&item) {
                     Ok(delivery) => claimed.push(delivery),
                     Err(error) => tracing::error!(%error, "unreadable delivery in the outbox"),
                 }
             }
-        }
-        Ok(claimed)
+            Ok(claimed)
+        })
+        .await
     }
 
     async fn next_delivery_at(&self) -> Result<Option<u64>, StoreError> {
@@ -346,8 +544,11 @@ impl Store for RedisStore {
             .arg(format::write_delivery(&next))
             .arg(next_attempt_at_ms)
             .arg(DEAD_LETTER_TTL_MS);
+        let settle = &settle;
         let _: i64 = self
-            .run(|mut c| async move { settle.invoke_async(&mut c).await })
+            .run(self.deadline(), |mut c| async move {
+                settle.invoke_async(&mut c).await
+            })
             .await?;
         Ok(())
     }
@@ -357,7 +558,11 @@ impl Store for RedisStore {
         for bucket in Bucket::all() {
             let dead = bucket.dead();
             let items: Vec<String> = self
-                .run(|mut c| async move { redis::cmd("HVALS").arg(dead).query_async(&mut c).await })
+                .run(self.deadline(), |mut c| {
+                    let mut hvals = redis::cmd("HVALS");
+                    hvals.arg(&dead);
+                    async move { hvals.query_async(&mut c).await }
+                })
                 .await?;
             letters.extend(items.iter().filter_map(|i| format::read_delivery(i).ok()));
         }
@@ -386,8 +591,11 @@ impl Store for RedisStore {
                 .arg(&delivery.id)
                 .arg(format::write_delivery(&delivery))
                 .arg(delivery.next_attempt_at_ms);
+            let replay = &replay;
             let moved: i64 = self
-                .run(|mut c| async move { replay.invoke_async(&mut c).await })
+                .run(self.deadline(), |mut c| async move {
+                    replay.invoke_async(&mut c).await
+                })
                 .await?;
             replayed += moved as usize;
         }
@@ -402,8 +610,11 @@ impl Store for RedisStore {
         let bucket = Bucket::of(key);
         let mut pipe = redis::pipe();
         pipe.hget(bucket.deliveries(), id).hget(bucket.dead(), id);
+        let pipe = &pipe;
         let (pending, dead): (Option<String>, Option<String>) = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .run(self.deadline(), |mut c| async move {
+                pipe.query_async(&mut c).await
+            })
             .await?;
         let parse = |json: String| format::read_delivery(&json).map_err(unavailable);
         Ok(match (pending, dead) {
@@ -421,8 +632,11 @@ impl Store for RedisStore {
             pipe.zcard(bucket.timers())
                 .zcard(bucket.outbox())
                 .hlen(bucket.dead());
+            let pipe = &pipe;
             let (timers, outbox, dead): (usize, usize, usize) = self
-                .run(|mut c| async move { pipe.query_async(&mut c).await })
+                .run(self.deadline(), |mut c| async move {
+                    pipe.query_async(&mut c).await
+                })
                 .await?;
             counts.open_windows += timers;
             counts.outbox += outbox;
@@ -431,11 +645,8 @@ impl Store for RedisStore {
         Ok(counts)
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = self
-            .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
-            .await?;
-        Ok(())
+    async fn health(&self) -> Result<StoreHealth, StoreError> {
+        health::check(self).await
     }
 
     async fn evict_expired(&self, _now_ms: u64) -> Result<usize, StoreError> {
@@ -454,17 +665,14 @@ async fn earliest(
     set: fn(&Bucket) -> String,
 ) -> Result<Option<u64>, StoreError> {
     let mut earliest: Option<u64> = None;
+    let deadline = store.deadline();
     for bucket in Bucket::all() {
         let key = set(&bucket);
         let first: Vec<(String, f64)> = store
-            .run(|mut c| async move {
-                redis::cmd("ZRANGE")
-                    .arg(key)
-                    .arg(0)
-                    .arg(0)
-                    .arg("WITHSCORES")
-                    .query_async(&mut c)
-                    .await
+            .run(deadline, |mut c| {
+                let mut range = redis::cmd("ZRANGE");
+                range.arg(&key).arg(0).arg(0).arg("WITHSCORES");
+                async move { range.query_async(&mut c).await }
             })
             .await?;
         if let Some((_, score)) = first.first() {

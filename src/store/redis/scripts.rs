@@ -1,11 +1,17 @@
 //! The Lua scripts of the Redis store. They only move data atomically (compare-and-set, claims
 //! with a lease, settlement); every decision rule stays in the Rust engine.
+//!
+//! Each starts with `#!lua` (Redis 7 and later): a script so marked counts as a write. A node
+//! that is a replica (a primary demoted by `CLUSTER FAILOVER`, say) then answers MOVED and the
+//! client follows it to the new primary, instead of running the script and failing with
+//! READONLY for good on a connection the Cluster client has put in READONLY mode. Without
+//! `allow-oom`, Redis also refuses them when it is out of memory, before they write anything.
 
 /// KEYS: state, timers, outbox, deliveries.
 /// ARGV: expected version ("0": absent), state JSON, TTL ms, timer member, wake-up ms ("" for
 /// none), then (delivery id, delivery JSON, due ms) triples.
 /// Returns 1 when committed, 0 when another writer got there first.
-pub const COMMIT: &str = r#"
+pub const COMMIT: &str = r#"#!lua
 local version = redis.call('HGET', KEYS[1], 'v') or '0'
 if version ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'v', tostring(tonumber(version) + 1), 's', ARGV[2])
@@ -25,7 +31,7 @@ return 1
 
 /// KEYS: timers. ARGV: now ms, lease-until ms, limit.
 /// Returns the due members, each pushed to lease-until so that no other replica takes it meanwhile.
-pub const CLAIM_TIMERS: &str = r#"
+pub const CLAIM_TIMERS: &str = r#"#!lua
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(due) do
   redis.call('ZADD', KEYS[1], ARGV[2], member)
@@ -35,7 +41,7 @@ return due
 
 /// KEYS: outbox, deliveries. ARGV: now ms, lease-until ms, limit.
 /// Returns the JSON of the due deliveries, leased like timers.
-pub const CLAIM_DELIVERIES: &str = r#"
+pub const CLAIM_DELIVERIES: &str = r#"#!lua
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local claimed = {}
 for _, id in ipairs(due) do
@@ -52,7 +58,7 @@ return claimed
 
 /// KEYS: outbox, deliveries, dead. ARGV: id, delivery JSON, due ms.
 /// Moves one dead letter back to the outbox, once even if two operators replay at the same time.
-pub const REPLAY: &str = r#"
+pub const REPLAY: &str = r#"#!lua
 if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
@@ -61,7 +67,7 @@ return 1
 
 /// KEYS: outbox, deliveries, dead. ARGV: id, outcome (done | retry | dead), delivery JSON, next
 /// attempt ms, dead-letter TTL ms. A delivery another replica already settled stays settled.
-pub const SETTLE: &str = r#"
+pub const SETTLE: &str = r#"#!lua
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
 if ARGV[2] == 'retry' then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
@@ -76,3 +82,33 @@ if ARGV[2] == 'dead' then
 end
 return 1
 "#;
+
+/// KEYS: the bucket's epoch marker. ARGV: a new epoch id, now ms.
+/// The readiness probe: a write to the bucket's slot on its primary. Returns the marker's epoch
+/// id, setting it to ARGV[1] when the store has none (a new store, or one that lost its data).
+pub const PROBE: &str = r#"#!lua
+local id = redis.call('HGET', KEYS[1], 'id')
+if not id then
+  id = ARGV[1]
+  redis.call('HSET', KEYS[1], 'id', id)
+end
+redis.call('HSET', KEYS[1], 'probed', ARGV[2])
+return id
+"#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_script_is_marked_as_a_write_so_that_a_replica_redirects_it() {
+        for script in [
+            super::COMMIT,
+            super::CLAIM_TIMERS,
+            super::CLAIM_DELIVERIES,
+            super::REPLAY,
+            super::SETTLE,
+            super::PROBE,
+        ] {
+            assert!(script.starts_with("#!lua\n"), "{script}");
+        }
+    }
+}
