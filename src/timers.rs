@@ -93,7 +93,8 @@ impl TimerWorker {
         }
         Round {
             handled: claimed.items.len(),
-            failed: failure.is_some(),
+            // Back off only when nothing answered: healthy parts keep their pace.
+            failed: failure.is_some() && !claimed.answered,
         }
     }
 }

@@ -173,7 +173,8 @@ impl DeliveryWorker {
             Some(error) => {
                 self.metrics.store_error("outbox");
                 failures.failed(error);
-                true
+                // Back off only when nothing answered: healthy parts keep their pace.
+                !claimed.answered
             }
             None => {
                 failures.succeeded();

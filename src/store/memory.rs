@@ -209,6 +209,7 @@ impl Store for MemoryStore {
         Claimed {
             items: due,
             failure: None,
+            answered: true,
         }
     }
 
@@ -240,6 +241,7 @@ impl Store for MemoryStore {
         Claimed {
             items: claimed,
             failure: None,
+            answered: true,
         }
     }
 

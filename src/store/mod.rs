@@ -167,7 +167,11 @@ pub struct StoreCounts {
 #[derive(Debug)]
 pub struct Claimed<T> {
     pub items: Vec<T>,
+    /// The last failure, if a part could not be reached.
     pub failure: Option<StoreError>,
+    /// Whether any part answered: a loop backs off only when none did, so that a failing part
+    /// does not slow down the work of the healthy ones.
+    pub answered: bool,
 }
 
 impl<T> Claimed<T> {
@@ -185,6 +189,7 @@ impl<T> Default for Claimed<T> {
         Self {
             items: Vec::new(),
             failure: None,
+            answered: false,
         }
     }
 }

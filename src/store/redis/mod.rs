@@ -27,6 +27,7 @@
 //! - `hr:{hr<n>}:epoch`: hash `id`, `probed`: the epoch marker the readiness probe writes; a
 //!   marker that vanished or changed means the store lost its data.
 
+mod breaker;
 mod connection;
 mod health;
 mod scripts;
@@ -105,6 +106,8 @@ pub struct RedisStore {
     local: Box<[tokio::sync::Mutex<()>]>,
     /// The epoch id last seen in each bucket's marker.
     epochs: std::sync::Mutex<Vec<Option<String>>>,
+    /// Buckets background work leaves alone for a while after a failure.
+    breaker: breaker::Breaker,
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
@@ -161,6 +164,13 @@ impl Bucket {
     }
 }
 
+fn resting(bucket: Bucket) -> StoreError {
+    StoreError::Unavailable(format!(
+        "bucket {} failed a moment ago; background work leaves it alone for a while",
+        bucket.0
+    ))
+}
+
 fn member(key: &ConversationKey) -> String {
     format::write_timer_member(key)
 }
@@ -200,6 +210,7 @@ impl RedisStore {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             epochs: std::sync::Mutex::new(vec![None; BUCKETS as usize]),
+            breaker: breaker::Breaker::default(),
         })
     }
 
@@ -228,6 +239,18 @@ impl RedisStore {
             tokio::time::sleep(pause_with_jitter).await;
             pause = (pause * 2).min(LONGEST_PAUSE);
         }
+    }
+
+    /// One try, for background work that tries again on its own.
+    async fn run_once<T, F, Fut>(&self, mut operation: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Connection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let deadline = Instant::now() + self.options.operation_timeout;
+        self.attempt(deadline, &mut operation)
+            .await
+            .map_err(|(error, _)| error)
     }
 
     /// One try: a connection, then the operation, each bounded by the operation timeout.
@@ -343,7 +366,9 @@ impl RedisStore {
     }
 
     /// Runs `claim` on every bucket; the work claimed on healthy buckets is returned even when
-    /// others fail (`docs/contract.md` §9.3).
+    /// others fail (`docs/contract.md` §9.3). Each bucket gets one try, bounded by the operation
+    /// timeout: the background loop comes back soon anyway, and a failing bucket must not spend
+    /// the healthy ones' time.
     async fn claim_each<T, F, Fut>(&self, limit: usize, mut claim: F) -> Claimed<T>
     where
         F: FnMut(Bucket, usize) -> Fut,
@@ -355,9 +380,20 @@ impl RedisStore {
             if room == 0 {
                 break;
             }
+            if self.breaker.resting(bucket.0) {
+                claimed.failure.get_or_insert(resting(bucket));
+                continue;
+            }
             match claim(bucket, room).await {
-                Ok(items) => claimed.items.extend(items),
-                Err(error) => claimed.failure = Some(error),
+                Ok(items) => {
+                    self.breaker.succeeded(bucket.0);
+                    claimed.answered = true;
+                    claimed.items.extend(items);
+                }
+                Err(error) => {
+                    self.breaker.failed(bucket.0);
+                    claimed.failure = Some(error);
+                }
             }
         }
         claimed
@@ -461,7 +497,6 @@ impl Store for RedisStore {
     }
 
     async fn due_timers(&self, now_ms: u64, limit: usize) -> Claimed<ConversationKey> {
-        let deadline = self.deadline();
         self.claim_each(limit, |bucket, room| async move {
             let mut claim = self.scripts.claim_timers.prepare_invoke();
             claim
@@ -471,10 +506,7 @@ impl Store for RedisStore {
                 .arg(room);
             let claim = &claim;
             let members: Vec<String> = self
-                .run(
-                    deadline,
-                    |mut c| async move { claim.invoke_async(&mut c).await },
-                )
+                .run_once(|mut c| async move { claim.invoke_async(&mut c).await })
                 .await?;
             Ok(members
                 .iter()
@@ -494,7 +526,6 @@ impl Store for RedisStore {
         limit: usize,
         lease_ms: u64,
     ) -> Claimed<Delivery> {
-        let deadline = self.deadline();
         self.claim_each(limit, |bucket, room| async move {
             let mut claim = self.scripts.claim_deliveries.prepare_invoke();
             claim
@@ -505,10 +536,7 @@ impl Store for RedisStore {
                 .arg(room);
             let claim = &claim;
             let items: Vec<String> = self
-                .run(
-                    deadline,
-                    |mut c| async move { claim.invoke_async(&mut c).await },
-                )
+                .run_once(|mut c| async move { claim.invoke_async(&mut c).await })
                 .await?;
             let mut claimed = Vec::with_capacity(items.len());
             for item in items {
@@ -659,28 +687,46 @@ impl Store for RedisStore {
     }
 }
 
-/// The lowest score of a per-bucket sorted set, over all buckets.
+/// The lowest score of a per-bucket sorted set, over the buckets that answer (one try each):
+/// a failing bucket must not hold up the others' timing. An error only when none answers.
 async fn earliest(
     store: &RedisStore,
     set: fn(&Bucket) -> String,
 ) -> Result<Option<u64>, StoreError> {
     let mut earliest: Option<u64> = None;
-    let deadline = store.deadline();
+    let mut answered = false;
+    let mut failure = None;
     for bucket in Bucket::all() {
+        if store.breaker.resting(bucket.0) {
+            failure.get_or_insert(resting(bucket));
+            continue;
+        }
         let key = set(&bucket);
-        let first: Vec<(String, f64)> = store
-            .run(deadline, |mut c| {
+        let first: Result<Vec<(String, f64)>, StoreError> = store
+            .run_once(|mut c| {
                 let mut range = redis::cmd("ZRANGE");
                 range.arg(&key).arg(0).arg(0).arg("WITHSCORES");
                 async move { range.query_async(&mut c).await }
             })
-            .await?;
-        if let Some((_, score)) = first.first() {
-            let at = *score as u64;
-            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            .await;
+        match first {
+            Ok(first) => {
+                answered = true;
+                if let Some((_, score)) = first.first() {
+                    let at = *score as u64;
+                    earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                }
+            }
+            Err(error) => {
+                store.breaker.failed(bucket.0);
+                failure = Some(error);
+            }
         }
     }
-    Ok(earliest)
+    match failure {
+        Some(error) if !answered => Err(error),
+        _ => Ok(earliest),
+    }
 }
 
 #[cfg(test)]

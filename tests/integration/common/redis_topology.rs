@@ -255,16 +255,23 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A cluster whose nodes also get `args` (e.g. `--cluster-require-full-coverage no`).
+    pub fn start_with(args: &[&str]) -> Self {
         let nodes: Vec<Node> = (0..6)
             .map(|_| {
-                Node::start(&[
+                let mut all = vec![
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "1000",
-                ])
+                ];
+                all.extend_from_slice(args);
+                Node::start(&all)
             })
             .collect();
         let addresses: Vec<String> = nodes.iter().map(Node::address).collect();
@@ -329,6 +336,70 @@ impl Cluster {
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self.nodes.iter().map(Node::url).collect();
         seeds.join(",")
+    }
+
+    /// The indexes of the primary serving slot 0 and of its replica.
+    pub fn shard_of_slot_zero(&self) -> (usize, usize) {
+        let primary = self
+            .primaries()
+            .into_iter()
+            .find(|p| {
+                let nodes: String = self.nodes[*p].query(&["CLUSTER", "NODES"]);
+                nodes
+                    .lines()
+                    .find(|line| line.contains("myself"))
+                    .is_some_and(|line| line.split(' ').skip(8).any(|r| r.starts_with("0-")))
+            })
+            .expect("slot 0 is served");
+        let port = self.nodes[primary].port.to_string();
+        let replica = self
+            .replicas()
+            .into_iter()
+            .find(|r| self.nodes[*r].info("replication", "master_port") == port)
+            .expect("the primary's replica");
+        (primary, replica)
+    }
+
+    /// Live resharding, as in maintenance: `count` slots, starting at slot 0, move (with their
+    /// keys) from the primary that serves slot 0 to another primary.
+    pub fn reshard(&self, count: u32) {
+        let nodes: String = self.nodes[self.primaries()[0]].query(&["CLUSTER", "NODES"]);
+        let primaries: Vec<(&str, bool)> = nodes
+            .lines()
+            .filter(|line| line.contains("master") && !line.contains("fail"))
+            .map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                (
+                    fields[0],
+                    fields[8..].iter().any(|range| range.starts_with("0-")),
+                )
+            })
+            .collect();
+        let from = primaries
+            .iter()
+            .find(|(_, first)| *first)
+            .expect("slot 0 is served")
+            .0;
+        let to = primaries
+            .iter()
+            .find(|(_, first)| !*first)
+            .expect("another primary")
+            .0;
+        let output = Command::new("redis-cli")
+            .args([
+                "--cluster",
+                "reshard",
+                &self.nodes[self.primaries()[0]].address(),
+            ])
+            .args(["--cluster-from", from, "--cluster-to", to])
+            .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            output.status.success(),
+            "reshard: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
     }
 
     /// `CLUSTER FAILOVER` on a replica: it and its primary swap roles, as in maintenance.
