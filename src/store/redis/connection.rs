@@ -226,10 +226,22 @@ impl PrimaryConnector {
     }
 }
 
-/// `ROLE` says `master`.
+/// `ROLE` says `master`. A user whose ACL refuses `ROLE` (it is in `@dangerous`) is taken at
+/// its word: the probe write still finds a replica out (READONLY).
 pub async fn is_primary(connection: &mut impl ConnectionLike) -> RedisResult<bool> {
-    let role: Vec<Value> = redis::cmd("ROLE").query_async(connection).await?;
-    Ok(matches!(role.first(), Some(Value::BulkString(role)) if role == b"master"))
+    match redis::cmd("ROLE")
+        .query_async::<Vec<Value>>(connection)
+        .await
+    {
+        Ok(role) => Ok(matches!(role.first(), Some(Value::BulkString(role)) if role == b"master")),
+        Err(error) if refused_by_acl(&error) => Ok(true),
+        Err(error) => Err(error),
+    }
+}
+
+/// The user's ACL does not allow the command.
+pub fn refused_by_acl(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
 }
 
 #[derive(Clone)]

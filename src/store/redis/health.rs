@@ -5,7 +5,7 @@
 //! slot is assigned), a probe write to every bucket's slot succeeds, the epoch markers those
 //! writes find are the ones seen before, and no primary's `maxmemory-policy` can evict keys.
 
-use super::connection::{Connection, is_primary, not_a_primary};
+use super::connection::{Connection, is_primary, not_a_primary, refused_by_acl};
 use super::{Bucket, RedisStore};
 use crate::store::{StoreError, StoreHealth};
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
@@ -48,10 +48,23 @@ pub async fn check(store: &RedisStore) -> Result<StoreHealth, StoreError> {
     let infos = store
         .run(deadline, |mut connection| async move {
             let mut info = redis::cmd("INFO");
-            info.arg("memory");
-            connection.on_every_primary(info).await
+            info.arg("memory").arg("server");
+            match connection.on_every_primary(info).await {
+                // An ACL that refuses INFO hides the policy: nothing to report, nothing to fail.
+                Err(error) if refused_by_acl(&error) => Ok(Vec::new()),
+                answer => answer,
+            }
         })
         .await?;
+    if let Some(version) = infos
+        .iter()
+        .filter_map(|info| field(info, "redis_version"))
+        .find(|version| !at_least_7(version))
+    {
+        return Err(StoreError::Unavailable(format!(
+            "Redis {version} is too old: the store's scripts need Redis 7.0 or later"
+        )));
+    }
     let eviction_policy = infos
         .iter()
         .filter_map(|info| field(info, "maxmemory_policy"))
@@ -101,6 +114,15 @@ fn field(info: &Value, name: &str) -> Option<String> {
         .map(|value| value.trim().to_owned())
 }
 
+/// Whether `redis_version` is 7.0 or later (`#!lua` scripts came with 7.0).
+fn at_least_7(version: &str) -> bool {
+    version
+        .split('.')
+        .next()
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major >= 7)
+}
+
 /// Whether a `maxmemory-policy` may evict the service's keys: every `allkeys-*` policy does, and
 /// every `volatile-*` one too, since conversation states carry a TTL.
 fn can_evict(policy: &str) -> bool {
@@ -125,6 +147,12 @@ mod tests {
             assert!(can_evict(policy), "{policy}");
         }
         assert!(!can_evict("noeviction"));
+    }
+
+    #[test]
+    fn redis_7_or_later_is_needed() {
+        assert!(at_least_7("7.0.15") && at_least_7("7.2.4") && at_least_7("8.0.0"));
+        assert!(!at_least_7("6.2.14") && !at_least_7("garbage"));
     }
 
     #[test]
