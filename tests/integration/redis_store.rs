@@ -3,10 +3,12 @@
 
 use crate::common::app::KEY;
 use crate::common::events::*;
-use crate::common::redis_server::{RedisCluster, RedisServer};
+use crate::common::redis_server::RedisServer;
+use crate::common::redis_topology::Cluster;
 use crate::common::running::{Running, eventually};
 use crate::common::shuffle::deliveries;
 use crate::common::store::apply;
+use crate::common::traffic::conversation;
 use handover_receiver::engine::Engine;
 use handover_receiver::genesys::ConversationKey;
 use handover_receiver::store::{RedisOptions, RedisStore, RedisTarget, Store, Transition};
@@ -50,27 +52,6 @@ async fn concurrent_updates_from_two_replicas_never_overwrite_each_other() {
     assert_eq!(state.legs.len(), 64, "a concurrent update was lost");
 }
 
-fn conversation(n: usize) -> Vec<Spec> {
-    let mut events = vec![
-        start("A", 1_000),
-        end("A", 60_000, "TRANSFER"),
-        acw("A", 63_500),
-    ];
-    if n % 3 == 0 {
-        events.push(start("X", 61_000));
-        events.push(reject("X", 65_000, "NO_ANSWER_TRANSFER"));
-    }
-    events.extend([
-        start("B", 66_000),
-        end("B", 120_000, "CLIENT"),
-        acw("B", 121_000),
-    ]);
-    if n % 2 == 0 {
-        events.push(customer_end(120_015));
-    }
-    events
-}
-
 #[tokio::test]
 async fn two_replicas_on_one_redis_send_exactly_one_call_per_conversation() {
     let server = RedisServer::start();
@@ -79,13 +60,17 @@ async fn two_replicas_on_one_redis_send_exactly_one_call_per_conversation() {
 
 #[tokio::test]
 async fn two_replicas_on_a_redis_cluster_send_exactly_one_call_per_conversation() {
-    let cluster = RedisCluster::start();
+    let cluster = Cluster::start();
     let store = ["--store", &cluster.url(), "--redis-cluster", "true"];
     two_replicas_send_one_call_per_conversation(&store, 120).await;
-    let keys = cluster.keys_per_node();
+    let keys: Vec<usize> = cluster
+        .primaries()
+        .into_iter()
+        .map(|p| cluster.nodes[p].query::<usize>(&["DBSIZE"]))
+        .collect();
     assert!(
         keys.iter().all(|n| *n > 0),
-        "conversations did not spread over the nodes: {keys:?}"
+        "conversations did not spread over the primaries: {keys:?}"
     );
 }
 
@@ -168,17 +153,10 @@ async fn two_replicas_send_one_call_per_conversation(store: &[&str], conversatio
 async fn redis_down_gives_503_and_not_ready_then_recovers_by_itself() {
     let mut server = RedisServer::start();
     let running = Running::start(&["--store", &server.url(), "--redis-timeout-ms", "300"]).await;
-    let ready = |running: &Running| {
-        let request = running
-            .client
-            .get(format!("{}/readyz", running.base_url))
-            .send();
-        async move { request.await.map(|r| r.status().as_u16()).unwrap_or(0) }
-    };
     eventually(
         WAIT,
         "the service is ready once it has looked at Redis",
-        || async { ready(&running).await == 200 },
+        || async { running.ready_status().await == 200 },
     )
     .await;
     assert_eq!(running.post_spec(&start("A", 1_000), "c-1").await.0, 202);
@@ -198,7 +176,7 @@ async fn redis_down_gives_503_and_not_ready_then_recovers_by_itself() {
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["error"], "store_unavailable");
     eventually(WAIT, "not ready while Redis is down", || async {
-        ready(&running).await == 503
+        running.ready_status().await == 503
     })
     .await;
     let livez = running
@@ -211,7 +189,7 @@ async fn redis_down_gives_503_and_not_ready_then_recovers_by_itself() {
 
     server.restart();
     eventually(WAIT, "the service is ready again", || async {
-        ready(&running).await == 200
+        running.ready_status().await == 200
     })
     .await;
     eventually(WAIT, "events are accepted again", || async {

@@ -351,13 +351,16 @@ impl Cluster {
                     .is_some_and(|line| line.split(' ').skip(8).any(|r| r.starts_with("0-")))
             })
             .expect("slot 0 is served");
+        (primary, self.replica_of(primary))
+    }
+
+    /// The index of the replica of the primary at index `primary`.
+    pub fn replica_of(&self, primary: usize) -> usize {
         let port = self.nodes[primary].port.to_string();
-        let replica = self
-            .replicas()
+        self.replicas()
             .into_iter()
             .find(|r| self.nodes[*r].info("replication", "master_port") == port)
-            .expect("the primary's replica");
-        (primary, replica)
+            .expect("the primary's replica")
     }
 
     /// Live resharding, as in maintenance: `count` slots, starting at slot 0, move (with their

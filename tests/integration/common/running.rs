@@ -65,6 +65,16 @@ impl Running {
         )
     }
 
+    /// The status `/readyz` answers (0 if it does not answer).
+    pub async fn ready_status(&self) -> u16 {
+        self.client
+            .get(format!("{}/readyz", self.base_url))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
     pub async fn post_spec(&self, spec: &Spec, conversation_id: &str) -> (u16, Value) {
         self.post(&spec.envelope(conversation_id)).await
     }

@@ -5,16 +5,6 @@ use crate::common::redis_topology::{Cluster, Node, wait_until};
 use crate::common::running::{Running, eventually};
 use std::time::Duration;
 
-async fn ready(running: &Running) -> u16 {
-    running
-        .client
-        .get(format!("{}/readyz", running.base_url))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_on_a_read_only_replica_ready_once_it_is_promoted() {
     let primary = Node::start(&[]);
@@ -26,7 +16,7 @@ async fn not_ready_on_a_read_only_replica_ready_once_it_is_promoted() {
     // Long enough for several looks at the store.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        ready(&running).await,
+        running.ready_status().await,
         503,
         "ready while pointed at a replica"
     );
@@ -43,7 +33,7 @@ async fn not_ready_on_a_read_only_replica_ready_once_it_is_promoted() {
     eventually(
         Duration::from_secs(10),
         "ready on the promoted node",
-        || async { ready(&running).await == 200 },
+        || async { running.ready_status().await == 200 },
     )
     .await;
     assert_eq!(
@@ -71,18 +61,13 @@ async fn not_ready_while_a_cluster_is_down_ready_once_it_heals() {
     eventually(
         Duration::from_secs(10),
         "ready on a healthy cluster",
-        || async { ready(&running).await == 200 },
+        || async { running.ready_status().await == 200 },
     )
     .await;
 
     // A primary and its replica gone: their slots are served by nobody.
     let primary = cluster.primaries()[0];
-    let port = cluster.nodes[primary].port.to_string();
-    let replica = cluster
-        .replicas()
-        .into_iter()
-        .find(|r| cluster.nodes[*r].info("replication", "master_port") == port)
-        .expect("the primary's replica");
+    let replica = cluster.replica_of(primary);
     tokio::task::block_in_place(|| {
         cluster.nodes[replica].kill_hard();
         cluster.nodes[primary].kill_hard();
@@ -90,7 +75,7 @@ async fn not_ready_while_a_cluster_is_down_ready_once_it_heals() {
     eventually(
         Duration::from_secs(15),
         "not ready on a broken cluster",
-        || async { ready(&running).await == 503 },
+        || async { running.ready_status().await == 503 },
     )
     .await;
 
@@ -100,7 +85,7 @@ async fn not_ready_while_a_cluster_is_down_ready_once_it_heals() {
         cluster.wait_until_healthy();
     });
     eventually(Duration::from_secs(20), "ready again", || async {
-        ready(&running).await == 200
+        running.ready_status().await == 200
     })
     .await;
     running.shutdown().await;

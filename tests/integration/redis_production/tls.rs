@@ -8,19 +8,9 @@ use crate::common::redis_topology::Certificates;
 use crate::common::running::{Running, eventually};
 use std::time::Duration;
 
-async fn ready(running: &Running) -> u16 {
-    running
-        .client
-        .get(format!("{}/readyz", running.base_url))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
 async fn becomes_ready_and_accepts(running: &Running) {
     eventually(Duration::from_secs(10), "ready over TLS", || async {
-        ready(running).await == 200
+        running.ready_status().await == 200
     })
     .await;
     assert_eq!(running.post_spec(&start("A", 1_000), "c-1").await.0, 202);
@@ -42,7 +32,7 @@ async fn a_private_ca_is_trusted_besides_the_system_roots() {
     .await;
     becomes_ready_and_accepts(&trusting).await;
     assert_eq!(
-        ready(&untrusting).await,
+        untrusting.ready_status().await,
         503,
         "a server certificate from an unknown CA was trusted"
     );
@@ -79,7 +69,7 @@ async fn a_client_certificate_is_presented_when_configured() {
     .await;
     becomes_ready_and_accepts(&with).await;
     assert_eq!(
-        ready(&without).await,
+        without.ready_status().await,
         503,
         "accepted without a client certificate"
     );
