@@ -1,8 +1,9 @@
 use clap::Parser;
 use handover_receiver::cli::{Cli, Command, effective_settings};
 use handover_receiver::config::{Forwarding, Settings, SettingsArgs};
-use handover_receiver::{Service, keys, replay, telemetry};
+use handover_receiver::{Service, keys, log_writer, replay, telemetry};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -59,6 +60,7 @@ async fn serve(args: SettingsArgs) -> ExitCode {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(addr = %settings.listen_addr, %error, "cannot listen");
+            log_writer::flush(LOG_FLUSH);
             return ExitCode::FAILURE;
         }
     };
@@ -66,17 +68,23 @@ async fn serve(args: SettingsArgs) -> ExitCode {
         Ok(service) => service,
         Err(error) => {
             tracing::error!(%error, "cannot start");
+            log_writer::flush(LOG_FLUSH);
             return ExitCode::FAILURE;
         }
     };
-    match service.run(listener, shutdown_signal()).await {
+    let code = match service.run(listener, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "stopped with an error");
             ExitCode::FAILURE
         }
-    }
+    };
+    log_writer::flush(LOG_FLUSH);
+    code
 }
+
+/// How long the last log lines may take to be written at exit.
+const LOG_FLUSH: Duration = Duration::from_secs(2);
 
 fn gen_key() -> ExitCode {
     match keys::generate() {

@@ -36,6 +36,7 @@ const LARGE_CONVERSATIONS: &str = "handover_conversations_too_large_total";
 const STORE_RESETS: &str = "handover_store_resets_total";
 const STORE_EVICTION_UNSAFE: &str = "handover_store_eviction_unsafe";
 const STORE_READY: &str = "handover_store_ready";
+const LOG_LINES_DROPPED: &str = "handover_log_lines_dropped_total";
 
 /// Every metric family this service exports (histograms add `_bucket`, `_sum`, `_count`).
 pub const NAMES: &[&str] = &[
@@ -60,6 +61,7 @@ pub const NAMES: &[&str] = &[
     STORE_RESETS,
     STORE_EVICTION_UNSAFE,
     STORE_READY,
+    LOG_LINES_DROPPED,
 ];
 
 static METADATA: Metadata<'static> =
@@ -134,6 +136,10 @@ impl Metrics {
             (
                 LARGE_CONVERSATIONS,
                 "Events ignored because their conversation reached HANDOVER_MAX_LEGS",
+            ),
+            (
+                LOG_LINES_DROPPED,
+                "Log lines dropped because the log writer could not keep up (each drop is also logged)",
             ),
             (
                 STORE_RESETS,
@@ -326,6 +332,9 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        self.recorder
+            .register_counter(&Key::from_name(LOG_LINES_DROPPED), &METADATA)
+            .absolute(crate::log_writer::dropped());
         self.handle.run_upkeep();
         self.handle.render()
     }

@@ -5,19 +5,24 @@
 //! field can forge a log line (CR, LF) or send a terminal escape (ESC).
 
 use crate::config::LogFormat;
+use crate::json_log::JsonLine;
+use crate::log_writer::QueuedWriter;
 use std::fmt::Write as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::format::JsonFields;
 
+/// Log lines go through a queue to one writing thread (`log_writer`): formatting stays on the
+/// request path, writing leaves it.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(QueuedWriter::start(std::io::stdout()));
     match format {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLine)
             .init(),
         LogFormat::Pretty => builder
             .fmt_fields(

@@ -59,6 +59,9 @@ async fn main() {
     if args.iter().any(|a| a == "--baseline-server") {
         return baseline_server().await;
     }
+    if args.iter().any(|a| a == "--scaling") {
+        return scaling().await;
+    }
     let plan = Plan::new(args.iter().any(|a| a == "--smoke"));
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     if args.iter().any(|a| a == "--report-only") {
@@ -200,10 +203,26 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `program`, pinned to `cpus` (a `taskset -c` list) when given.
+fn pinned(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", cpus]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
 impl Spawned {
     async fn baseline() -> Self {
+        Self::baseline_on(None).await
+    }
+
+    async fn baseline_on(cpus: Option<&str>) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(std::env::current_exe().unwrap())
+        let child = pinned(std::env::current_exe().unwrap(), cpus)
             .args(["--baseline-server", &addr])
             .stdout(Stdio::null())
             .spawn()
@@ -214,8 +233,12 @@ impl Spawned {
     }
 
     async fn service(cognigy: &FakeCognigy, extra: &[(&str, &str)]) -> Self {
+        Self::service_on(cognigy, extra, None).await
+    }
+
+    async fn service_on(cognigy: &FakeCognigy, extra: &[(&str, &str)], cpus: Option<&str>) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut command = Command::new(SERVICE);
+        let mut command = pinned(SERVICE, cpus);
         command
             .env_clear()
             .env("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY)
@@ -377,6 +400,81 @@ async fn check_ends(service: &Spawned, cognigy: &FakeCognigy, runs: &[&Run]) -> 
         calls.len()
     );
     json!({"conversations": expected.len(), "calls": calls.len(), "missing": missing, "repeated": repeated, "unexpected": unexpected, "ok": ok})
+}
+
+/// The scaling table of issue 14 (`cargo bench --bench load -- --scaling`): for each core count
+/// N below the machine's, the bare endpoint and the service (in-memory store with its info log
+/// and metrics, then Redis) pinned to cores 0..N, and wrk (one thread per remaining core, 256
+/// connections, unique events) pinned to the others; one run each, side by side.
+async fn scaling() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let seconds: u64 = std::env::var("SCALING_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    println!("machine: {}", machine());
+    println!(
+        "| cores | bare endpoint | service, in-memory, info log | ratio | service, Redis | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut service_cores = 1;
+    while service_cores < cores {
+        let service_cpus = format!("0-{}", service_cores - 1);
+        let generator_cpus = format!("{service_cores}-{}", cores - 1);
+        let generator_threads = cores - service_cores;
+        let load = |target: &Spawned| {
+            wrk_pinned(target, &generator_cpus, generator_threads, 256, seconds)
+                .expect("wrk runs (apt-get install wrk)")
+        };
+        let baseline = Spawned::baseline_on(Some(&service_cpus)).await;
+        let bare = load(&baseline);
+        drop(baseline);
+        let cognigy = FakeCognigy::start().await;
+        let memory =
+            Spawned::service_on(&cognigy, &[("RUST_LOG", "info")], Some(&service_cpus)).await;
+        let in_memory = load(&memory);
+        drop(memory);
+        let redis = RedisServer::start();
+        let on_redis = Spawned::service_on(
+            &cognigy,
+            &[("RUST_LOG", "info"), ("HANDOVER_STORE", &redis.url())],
+            Some(&service_cpus),
+        )
+        .await;
+        let with_redis = load(&on_redis);
+        drop(on_redis);
+        println!(
+            "| {service_cores} | {bare:.0}/s | {in_memory:.0}/s | {:.2} | {with_redis:.0}/s | {:.2} |",
+            in_memory / bare,
+            with_redis / bare
+        );
+        service_cores *= 2;
+    }
+}
+
+/// wrk pinned to `cpus` with `threads` threads and `connections` connections; events per second.
+fn wrk_pinned(
+    target: &Spawned,
+    cpus: &str,
+    threads: usize,
+    connections: usize,
+    seconds: u64,
+) -> Option<f64> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/wrk-events.lua");
+    let output = pinned("wrk", Some(cpus))
+        .args([
+            format!("-t{threads}"),
+            format!("-c{connections}"),
+            format!("-d{seconds}s"),
+        ])
+        .args(["-s", script])
+        .arg(format!("http://{}", target.addr))
+        .env("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.starts_with("events/s"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// wrk (a C load generator, far lighter than the Rust one above) with `benches/load/wrk-events.lua`, 2
