@@ -7,10 +7,10 @@
 
 use crate::engine::{Decision, EndNotice};
 use crate::store::StoreCounts;
-use metrics::{Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 pub const MAX_ORGANISATION_LABELS: usize = 20;
@@ -67,10 +67,18 @@ pub const NAMES: &[&str] = &[
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
+/// A counter's name and up to three labels, all `'static`: a key looked up without allocating.
+type StaticKey = (&'static str, [(&'static str, &'static str); 3]);
+
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     organisations: Mutex<HashSet<String>>,
+    /// Handles of the counters counted on every event, registered once: registering builds the
+    /// labels and looks the key up in the recorder, more work than counting.
+    counters: RwLock<HashMap<StaticKey, Counter>>,
+    /// Request-duration histograms by status, then route.
+    durations: RwLock<HashMap<u16, HashMap<String, Histogram>>>,
 }
 
 impl Default for Metrics {
@@ -92,6 +100,8 @@ impl Metrics {
             recorder,
             handle,
             organisations: Mutex::default(),
+            counters: RwLock::default(),
+            durations: RwLock::default(),
         };
         metrics.describe();
         metrics
@@ -184,6 +194,30 @@ impl Metrics {
         );
     }
 
+    /// Counts one on a counter whose labels are all `'static`, through its cached handle.
+    fn count(&self, name: &'static str, labels: &[(&'static str, &'static str)]) {
+        let mut key: StaticKey = (name, [("", ""); 3]);
+        key.1[..labels.len()].copy_from_slice(labels);
+        let cached = self
+            .counters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let counter = cached.unwrap_or_else(|| {
+            let parts: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
+            let counter = self
+                .recorder
+                .register_counter(&Key::from_parts(name, parts), &METADATA);
+            self.counters
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, counter.clone());
+            counter
+        });
+        counter.increment(1);
+    }
+
     fn increment(&self, name: &'static str, labels: Vec<Label>) {
         self.recorder
             .register_counter(&Key::from_parts(name, labels), &METADATA)
@@ -239,13 +273,15 @@ impl Metrics {
     }
 
     /// An event answered 2xx: `accepted`, `duplicate`, or `ignored` with its reason.
-    pub fn event(&self, topic: &str, outcome: &'static str, reason: Option<&'static str>) {
-        let mut labels = vec![
-            Label::new("topic", topic.to_owned()),
-            Label::new("outcome", outcome),
-        ];
-        labels.push(Label::new("reason", reason.unwrap_or("")));
-        self.increment(EVENTS, labels);
+    pub fn event(&self, topic: &'static str, outcome: &'static str, reason: Option<&'static str>) {
+        self.count(
+            EVENTS,
+            &[
+                ("topic", topic),
+                ("outcome", outcome),
+                ("reason", reason.unwrap_or("")),
+            ],
+        );
     }
 
     /// An event refused with a 4xx or 5xx.
@@ -261,12 +297,9 @@ impl Metrics {
     }
 
     pub fn decision(&self, decision: Decision, candidate_cancelled: bool) {
-        self.increment(DECISIONS, vec![Label::new("decision", decision.as_str())]);
+        self.count(DECISIONS, &[("decision", decision.as_str())]);
         if candidate_cancelled {
-            self.increment(
-                DECISIONS,
-                vec![Label::new("decision", "candidate_cancelled")],
-            );
+            self.count(DECISIONS, &[("decision", "candidate_cancelled")]);
         }
     }
 
@@ -290,14 +323,30 @@ impl Metrics {
     }
 
     pub fn http_request(&self, route: &str, status: u16, took: Duration) {
-        self.observe(
-            HTTP_DURATION,
-            vec![
+        let cached = self
+            .durations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&status)
+            .and_then(|routes| routes.get(route))
+            .cloned();
+        let histogram = cached.unwrap_or_else(|| {
+            let labels = vec![
                 Label::new("route", route.to_owned()),
                 Label::new("status", status.to_string()),
-            ],
-            took.as_secs_f64(),
-        );
+            ];
+            let histogram = self
+                .recorder
+                .register_histogram(&Key::from_parts(HTTP_DURATION, labels), &METADATA);
+            self.durations
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(status)
+                .or_default()
+                .insert(route.to_owned(), histogram.clone());
+            histogram
+        });
+        histogram.record(took.as_secs_f64());
     }
 
     /// `relayed`, `bad_signature`, `upstream_error`.
