@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -27,12 +27,14 @@ enum Message {
     Flush(SyncSender<()>),
 }
 
-/// Lines dropped since start, over every writer of the process.
-static DROPPED: AtomicU64 = AtomicU64::new(0);
-static QUEUE: OnceLock<SyncSender<Message>> = OnceLock::new();
+/// The process's writer (the first one started): what `flush` waits for and `dropped` reports.
+static PROCESS_WRITER: OnceLock<QueuedWriter> = OnceLock::new();
 
+/// Lines the process's writer dropped since start.
 pub fn dropped() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
+    PROCESS_WRITER
+        .get()
+        .map_or(0, |writer| writer.dropped.load(Ordering::Relaxed))
 }
 
 /// The writer to give tracing-subscriber: lines to the queue of one background thread that
@@ -40,26 +42,33 @@ pub fn dropped() -> u64 {
 #[derive(Clone)]
 pub struct QueuedWriter {
     queue: SyncSender<Message>,
+    /// Lines this writer dropped since start.
+    dropped: Arc<AtomicU64>,
 }
 
 impl QueuedWriter {
     /// Starts the writing thread for `out` and makes it the one `flush` waits for.
     pub fn start(out: impl Write + Send + 'static) -> Self {
         let (queue, lines) = sync_channel(CAPACITY);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&dropped);
         std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || write_lines(lines, out))
+            .spawn(move || write_lines(lines, out, &counted))
             .expect("the log writer thread starts");
-        let _ = QUEUE.set(queue.clone());
-        Self { queue }
+        let writer = Self { queue, dropped };
+        let _ = PROCESS_WRITER.set(writer.clone());
+        writer
     }
 }
 
 /// Waits up to `limit` for every line logged so far to be written.
 pub fn flush(limit: Duration) {
-    let Some(queue) = QUEUE.get() else { return };
+    let Some(writer) = PROCESS_WRITER.get() else {
+        return;
+    };
     let (done, written) = sync_channel(1);
-    if queue.send(Message::Flush(done)).is_ok() {
+    if writer.queue.send(Message::Flush(done)).is_ok() {
         let _ = written.recv_timeout(limit);
     }
 }
@@ -69,7 +78,7 @@ impl<'a> MakeWriter<'a> for QueuedWriter {
 
     fn make_writer(&'a self) -> Self::Writer {
         LineSender {
-            queue: &self.queue,
+            writer: self,
             line: Vec::new(),
         }
     }
@@ -77,7 +86,7 @@ impl<'a> MakeWriter<'a> for QueuedWriter {
 
 /// One log line on its way: tracing-subscriber writes the whole formatted line, then drops it.
 pub struct LineSender<'a> {
-    queue: &'a SyncSender<Message>,
+    writer: &'a QueuedWriter,
     line: Vec<u8>,
 }
 
@@ -98,10 +107,10 @@ impl Drop for LineSender<'_> {
             return;
         }
         let line = std::mem::take(&mut self.line);
-        match self.queue.try_send(Message::Line(line)) {
+        match self.writer.queue.try_send(Message::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
+                self.writer.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -109,7 +118,7 @@ impl Drop for LineSender<'_> {
 
 /// Wakes every [`PACE`], writes what queued up meanwhile, and sleeps again: waking per line
 /// would cost a thread switch per event, more than the write it saves.
-fn write_lines(lines: Receiver<Message>, out: impl Write) {
+fn write_lines(lines: Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
     let out = Mutex::new(out);
     let mut batch: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
     let mut reported = 0;
@@ -130,7 +139,7 @@ fn write_lines(lines: Receiver<Message>, out: impl Write) {
                 write_out(&out, &mut batch);
             }
         }
-        let dropped = DROPPED.load(Ordering::Relaxed);
+        let dropped = dropped.load(Ordering::Relaxed);
         if dropped > reported {
             let _ = writeln!(
                 batch,
@@ -158,7 +167,6 @@ fn write_out(out: &Mutex<impl Write>, batch: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     /// A slow stdout: lines pile up while it writes.
     #[derive(Clone, Default)]
@@ -185,8 +193,7 @@ mod tests {
             let mut line = writer.make_writer();
             writeln!(line, "line {n}").unwrap();
         }
-        flush(Duration::from_secs(5));
-        // `flush` waits on the process-wide queue, which may be another test's: wait for ours.
+        // `flush` waits for the process's writer, which may be another test's: wait for ours.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while out.0.lock().unwrap().len() < 1_000 * 7 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -227,7 +234,7 @@ mod tests {
         let gated = Gated::default();
         let out = gated.1.clone();
         let writer = QueuedWriter::start(gated.clone());
-        let before = dropped();
+        let before = writer.dropped.load(Ordering::Relaxed);
         {
             let _stdout_stuck = gated.0.lock().unwrap();
             // Enough to fill a 64 KB batch (whose write then blocks) and the queue behind it.
@@ -241,7 +248,10 @@ mod tests {
                 writeln!(line, "more {n}").unwrap();
             }
         }
-        assert!(dropped() - before >= 1, "nothing was dropped");
+        assert!(
+            writer.dropped.load(Ordering::Relaxed) - before >= 1,
+            "nothing was dropped"
+        );
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
