@@ -1,5 +1,5 @@
 # The commands a newcomer needs. `make test` is the README's test command and what CI runs.
-.PHONY: test lint validate-deploy bench bench-smoke run fuzz upgrade-test
+.PHONY: test lint validate-deploy bench bench-scaling bench-smoke run fuzz upgrade-test
 
 ## Run every test (unit, engine vectors and properties, HTTP, end to end on both stores, Redis,
 ## the binary, hostile input, the alert rules). Installs redis-server and promtool first when
@@ -38,6 +38,12 @@ bench:
 	scripts/ensure-redis-server
 	scripts/ensure-package wrk wrk "the benchmark compares with a lighter load generator"
 	cargo bench --locked --bench load
+
+## The scaling table: service and bare endpoint pinned to N cores, wrk to the others (taskset).
+bench-scaling:
+	scripts/ensure-redis-server
+	scripts/ensure-package wrk wrk "the scaling table is measured with wrk"
+	cargo bench --locked --bench load -- --scaling
 
 ## A short run that checks correctness only (CI).
 bench-smoke:

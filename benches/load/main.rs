@@ -19,6 +19,12 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "YmVuY2hrZXkwMTIzNDU2Nzg5YWJjZGU=";
 const SERVICE: &str = env!("CARGO_BIN_EXE_handover-receiver");
+
+/// The service binary under test: this build's, or `HANDOVER_BENCH_BINARY` (an earlier build, for
+/// a before-and-after table from one machine).
+fn service_binary() -> String {
+    std::env::var("HANDOVER_BENCH_BINARY").unwrap_or_else(|_| SERVICE.to_owned())
+}
 const EVENTS: &str = "/handover/genesysCloudOM";
 const CONCURRENCY: usize = 64;
 
@@ -238,7 +244,7 @@ impl Spawned {
 
     async fn service_on(cognigy: &FakeCognigy, extra: &[(&str, &str)], cpus: Option<&str>) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut command = pinned(SERVICE, cpus);
+        let mut command = pinned(service_binary(), cpus);
         command
             .env_clear()
             .env("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY)
