@@ -429,8 +429,14 @@ async fn scaling() {
         let generator_cpus = format!("{service_cores}-{}", cores - 1);
         let generator_threads = cores - service_cores;
         let load = |target: &Spawned| {
-            wrk_pinned(target, &generator_cpus, generator_threads, 256, seconds)
-                .expect("wrk runs (apt-get install wrk)")
+            wrk_pinned(
+                target,
+                Some(&generator_cpus),
+                generator_threads,
+                256,
+                seconds,
+            )
+            .expect("wrk runs (apt-get install wrk)")
         };
         let baseline = Spawned::baseline_on(Some(&service_cpus)).await;
         let bare = load(&baseline);
@@ -458,16 +464,17 @@ async fn scaling() {
     }
 }
 
-/// wrk pinned to `cpus` with `threads` threads and `connections` connections; events per second.
+/// wrk (pinned to `cpus`, when given) with `threads` threads and `connections` connections;
+/// events per second.
 fn wrk_pinned(
     target: &Spawned,
-    cpus: &str,
+    cpus: Option<&str>,
     threads: usize,
     connections: usize,
     seconds: u64,
 ) -> Option<f64> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/wrk-events.lua");
-    let output = pinned("wrk", Some(cpus))
+    let output = pinned("wrk", cpus)
         .args([
             format!("-t{threads}"),
             format!("-c{connections}"),
@@ -490,23 +497,9 @@ fn wrk(target: &Spawned, plan: Plan) -> Option<f64> {
     if plan.smoke {
         return None;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/wrk-events.lua");
-    let output = Command::new("wrk")
-        .args([
-            "-t2",
-            "-c64",
-            &format!("-d{}s", plan.throughput_secs),
-            "-s",
-            script,
-        ])
-        .arg(format!("http://{}", target.addr))
-        .env("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().find(|l| l.starts_with("events/s"))?;
-    println!("wrk: {line}");
-    line.split_whitespace().nth(1)?.parse().ok()
+    let rate = wrk_pinned(target, None, 2, 64, plan.throughput_secs)?;
+    println!("wrk: {rate} events/s");
+    Some(rate)
 }
 
 // Load --------------------------------------------------------------------------------------------
