@@ -10,28 +10,39 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(5);
 /// A failure that goes on is logged again this often.
 const REMIND_EVERY: Duration = Duration::from_secs(60);
 
-/// The pause before a background loop's next try.
-#[derive(Debug)]
+/// The pause before the next try: doubling from `first` to `longest`, with jitter. The default
+/// is a background loop's (100 ms to 5 s).
+#[derive(Debug, Clone, Copy)]
 pub struct Backoff {
+    first: Duration,
+    longest: Duration,
     next: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { next: FIRST_PAUSE }
+        Self::between(FIRST_PAUSE, LONGEST_PAUSE)
     }
 }
 
 impl Backoff {
-    /// After a failure: how long to wait (doubling, with jitter, up to a few seconds).
+    pub const fn between(first: Duration, longest: Duration) -> Self {
+        Self {
+            first,
+            longest,
+            next: first,
+        }
+    }
+
+    /// After a failure: how long to wait.
     pub fn failed(&mut self) -> Duration {
         let pause = self.next + self.next.mul_f64(fastrand::f64() / 4.0);
-        self.next = (self.next * 2).min(LONGEST_PAUSE);
-        pause.min(LONGEST_PAUSE)
+        self.next = (self.next * 2).min(self.longest);
+        pause.min(self.longest)
     }
 
     pub fn succeeded(&mut self) {
-        self.next = FIRST_PAUSE;
+        self.next = self.first;
     }
 }
 

@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -118,8 +118,7 @@ impl Drop for LineSender<'_> {
 
 /// Wakes every [`PACE`], writes what queued up meanwhile, and sleeps again: waking per line
 /// would cost a thread switch per event, more than the write it saves.
-fn write_lines(lines: Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
-    let out = Mutex::new(out);
+fn write_lines(lines: Receiver<Message>, mut out: impl Write, dropped: &AtomicU64) {
     let mut batch: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
     let mut reported = 0;
     loop {
@@ -131,12 +130,12 @@ fn write_lines(lines: Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
                 Ok(Message::Flush(done)) => waiting.push(done),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    write_out(&out, &mut batch);
+                    write_out(&mut out, &mut batch);
                     return;
                 }
             }
             if batch.len() >= BATCH_BYTES {
-                write_out(&out, &mut batch);
+                write_out(&mut out, &mut batch);
             }
         }
         let dropped = dropped.load(Ordering::Relaxed);
@@ -147,18 +146,17 @@ fn write_lines(lines: Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
             );
             reported = dropped;
         }
-        write_out(&out, &mut batch);
+        write_out(&mut out, &mut batch);
         for done in waiting {
             let _ = done.send(());
         }
     }
 }
 
-fn write_out(out: &Mutex<impl Write>, batch: &mut Vec<u8>) {
+fn write_out(out: &mut impl Write, batch: &mut Vec<u8>) {
     if batch.is_empty() {
         return;
     }
-    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
     // A closed stdout has no one to tell; the lines are gone either way.
     let _ = out.write_all(batch).and_then(|()| out.flush());
     batch.clear();
@@ -167,6 +165,7 @@ fn write_out(out: &Mutex<impl Write>, batch: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     /// A slow stdout: lines pile up while it writes.
     #[derive(Clone, Default)]

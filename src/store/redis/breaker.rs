@@ -4,17 +4,19 @@
 //! Requests still go to every bucket: an event for a failing one gets its 503.
 
 use super::BUCKETS;
+use crate::backoff::Backoff;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
 const FIRST_REST: Duration = Duration::from_millis(250);
-const LONGEST_REST: Duration = Duration::from_secs(4);
+const RESTS: Backoff = Backoff::between(FIRST_REST, Duration::from_secs(4));
 
 #[derive(Debug, Clone, Copy)]
 struct Rest {
     until: Instant,
-    length: Duration,
+    /// The lengths of this bucket's rests so far.
+    lengths: Backoff,
 }
 
 #[derive(Debug)]
@@ -39,11 +41,10 @@ impl Breaker {
 
     pub fn failed(&self, n: u32) {
         let mut rests = self.rests.lock().unwrap_or_else(|e| e.into_inner());
-        let length =
-            rests[n as usize].map_or(FIRST_REST, |rest| (rest.length * 2).min(LONGEST_REST));
+        let mut lengths = rests[n as usize].map_or(RESTS, |rest| rest.lengths);
         rests[n as usize] = Some(Rest {
-            until: Instant::now() + length,
-            length,
+            until: Instant::now() + lengths.failed(),
+            lengths,
         });
     }
 
@@ -63,10 +64,10 @@ mod tests {
         assert!(!breaker.resting(3));
         breaker.failed(3);
         assert!(breaker.resting(3) && !breaker.resting(4));
-        tokio::time::advance(FIRST_REST).await;
+        tokio::time::advance(FIRST_REST * 5 / 4).await;
         assert!(!breaker.resting(3));
         breaker.failed(3);
-        tokio::time::advance(FIRST_REST).await;
+        tokio::time::advance(FIRST_REST * 5 / 4).await;
         assert!(breaker.resting(3), "the second rest is longer");
         breaker.succeeded(3);
         assert!(!breaker.resting(3));

@@ -375,6 +375,15 @@ mod tests {
         assert_eq!(recovery(&not_a_primary()), Recovery::Reconnect);
         let try_again = RedisError::from((ErrorKind::Server(ServerErrorKind::TryAgain), "x"));
         assert_eq!(recovery(&try_again), Recovery::Wait);
+        let oom = redis::make_extension_error(
+            "OOM".into(),
+            Some("command not allowed when used memory > 'maxmemory'".into()),
+        );
+        assert_eq!(recovery(&oom), Recovery::Wait);
+        let moved = RedisError::from((ErrorKind::Server(ServerErrorKind::Moved), "x"));
+        assert_eq!(recovery(&moved), Recovery::Wait);
+        let dropped = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(recovery(&dropped), Recovery::Reconnect);
         let script_bug = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "x"));
         assert_eq!(recovery(&script_bug), Recovery::GiveUp);
     }

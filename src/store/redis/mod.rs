@@ -42,6 +42,7 @@ use super::{
     Claimed, Delivery, DeliveryStatus, Settlement, Store, StoreCounts, StoreError, StoreHealth,
     Transition, TransitionFn,
 };
+use crate::backoff::Backoff;
 use crate::engine::ConversationState;
 use crate::genesys::ConversationKey;
 use crate::hash::fnv1a;
@@ -61,9 +62,9 @@ const MAX_CONFLICTS: u32 = 16;
 const LOCAL_STRIPES: usize = 256;
 /// Dead letters are kept this long after the last one.
 const DEAD_LETTER_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
-/// First and longest pause between two tries of a failed command, within the budget.
-const FIRST_PAUSE: Duration = Duration::from_millis(25);
-const LONGEST_PAUSE: Duration = Duration::from_millis(400);
+/// Pauses between two tries of a failed command, within the budget.
+const RETRY_PAUSES: Backoff =
+    Backoff::between(Duration::from_millis(25), Duration::from_millis(400));
 
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
@@ -225,19 +226,18 @@ impl RedisStore {
         F: FnMut(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let mut pause = FIRST_PAUSE;
+        let mut pauses = RETRY_PAUSES;
         loop {
             let error = match self.attempt(deadline, &mut operation).await {
                 Ok(value) => return Ok(value),
                 Err((error, Recovery::GiveUp)) => return Err(error),
                 Err((error, _)) => error,
             };
-            let pause_with_jitter = pause + pause.mul_f64(fastrand::f64() / 2.0);
-            if Instant::now() + pause_with_jitter >= deadline {
+            let pause = pauses.failed();
+            if Instant::now() + pause >= deadline {
                 return Err(error);
             }
-            tokio::time::sleep(pause_with_jitter).await;
-            pause = (pause * 2).min(LONGEST_PAUSE);
+            tokio::time::sleep(pause).await;
         }
     }
 
