@@ -68,6 +68,9 @@ async fn main() {
     if args.iter().any(|a| a == "--scaling") {
         return scaling().await;
     }
+    if args.iter().any(|a| a == "--latency") {
+        return latency_rounds().await;
+    }
     let plan = Plan::new(args.iter().any(|a| a == "--smoke"));
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     if args.iter().any(|a| a == "--report-only") {
@@ -243,8 +246,18 @@ impl Spawned {
     }
 
     async fn service_on(cognigy: &FakeCognigy, extra: &[(&str, &str)], cpus: Option<&str>) -> Self {
+        Self::service_of(&service_binary(), cognigy, extra, cpus).await
+    }
+
+    /// `binary` (a build of the service) started with the benchmark's settings and `extra`.
+    async fn service_of(
+        binary: &str,
+        cognigy: &FakeCognigy,
+        extra: &[(&str, &str)],
+        cpus: Option<&str>,
+    ) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut command = pinned(service_binary(), cpus);
+        let mut command = pinned(binary, cpus);
         command
             .env_clear()
             .env("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY)
@@ -461,6 +474,55 @@ async fn scaling() {
             with_redis / bare
         );
         service_cores *= 2;
+    }
+}
+
+/// Latency at the full benchmark's fixed rate, repeated (`cargo bench --bench load -- --latency`):
+/// `LATENCY_ROUNDS` rounds (default 3) of `LATENCY_SECONDS` (default 10) each, in memory then on
+/// Redis, fresh services every round; one line per round and build.
+///
+/// With `HANDOVER_BENCH_BINARY` set, that build and this one run side by side, each under its own
+/// open loop at the same time, so both see the same machine: on a shared machine a p99 moves by
+/// more between runs minutes apart than any change moves it, and only a paired comparison settles
+/// whether a change made it worse.
+async fn latency_rounds() {
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let rounds = setting("LATENCY_ROUNDS", 3);
+    let seconds = setting("LATENCY_SECONDS", 10);
+    let rate = Plan::new(false).latency_rate;
+    let mut builds = vec![("this build", SERVICE.to_owned())];
+    if let Ok(other) = std::env::var("HANDOVER_BENCH_BINARY") {
+        builds.push(("HANDOVER_BENCH_BINARY", other));
+    }
+    println!("machine: {}", machine());
+    for round in 0..rounds {
+        for store in ["memory", "redis"] {
+            let redis = (store == "redis").then(RedisServer::start);
+            let url = redis.as_ref().map(RedisServer::url);
+            let extra: Vec<(&str, &str)> =
+                url.iter().map(|u| ("HANDOVER_STORE", u.as_str())).collect();
+            let cognigy = FakeCognigy::start().await;
+            let mut runs = Vec::new();
+            for (index, (name, binary)) in builds.iter().enumerate() {
+                let service = Spawned::service_of(binary, &cognigy, &extra, None).await;
+                let stream = 16 + (round * 4) as u32 + index as u32;
+                runs.push((
+                    name,
+                    tokio::spawn(
+                        async move { open_loop(&service.url(), rate, seconds, stream).await },
+                    ),
+                ));
+            }
+            for (name, run) in runs {
+                let run = run.await.expect("the open loop finishes");
+                println!("{store} at {rate}/s, {name}: {}", run.summary());
+            }
+        }
     }
 }
 
