@@ -15,27 +15,62 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// `i64` formats (years beyond 9999 or before 0 with a sign, as ISO 8601's expanded years), so
 /// that no time from the network can panic a log line, a forward body or the admin view.
 pub fn rfc3339_millis(epoch_ms: i64) -> String {
+    let mut text = String::with_capacity(24);
+    let _ = write_rfc3339_millis(&mut text, epoch_ms);
+    text
+}
+
+/// [`rfc3339_millis`] written into `out`, without allocating: the log line's timestamp.
+pub fn write_rfc3339_millis(out: &mut impl std::fmt::Write, epoch_ms: i64) -> std::fmt::Result {
     let days = epoch_ms.div_euclid(MS_PER_DAY);
     let in_day = epoch_ms.rem_euclid(MS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
-    let year = if (0..=9_999).contains(&year) {
-        format!("{year:04}")
+    if !(0..=9_999).contains(&year) {
+        write!(out, "{year:+05}")?;
     } else {
-        format!("{year:+05}")
-    };
-    format!(
-        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1_000 % 60,
-        in_day % 1_000
-    )
+        out.write_str(digits::<4>(year as u32).as_str())?;
+    }
+    let parts = [
+        ('-', month, 2),
+        ('-', day, 2),
+        ('T', (in_day / 3_600_000) as u32, 2),
+        (':', (in_day / 60_000 % 60) as u32, 2),
+        (':', (in_day / 1_000 % 60) as u32, 2),
+        ('.', (in_day % 1_000) as u32, 3),
+    ];
+    for (separator, value, width) in parts {
+        out.write_char(separator)?;
+        match width {
+            2 => out.write_str(digits::<2>(value).as_str())?,
+            _ => out.write_str(digits::<3>(value).as_str())?,
+        }
+    }
+    out.write_char('Z')
+}
+
+/// `value` as exactly `N` decimal digits (the lowest ones), zero-padded.
+struct Digits<const N: usize>([u8; N]);
+
+impl<const N: usize> Digits<N> {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII digits")
+    }
+}
+
+fn digits<const N: usize>(mut value: u32) -> Digits<N> {
+    let mut text = [b'0'; N];
+    for slot in text.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    Digits(text)
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`), in i128 so that no input overflows.
-fn civil_from_days(days: i64) -> (i128, u32, u32) {
-    let z = i128::from(days) + 719_468;
+/// Hinnant's `civil_from_days`). In `i64` no input overflows: `|days|` is at most about 1.1e11
+/// for any `i64` of milliseconds, so the year stays within about ±3e8.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
     let year_of_era =
@@ -48,7 +83,7 @@ fn civil_from_days(days: i64) -> (i128, u32, u32) {
     } else {
         month_index - 9
     } as u32;
-    let year = year_of_era + era * 400 + i128::from(month <= 2);
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
 

@@ -25,8 +25,10 @@ where
     ) -> fmt::Result {
         let metadata = event.metadata();
         writer.write_str("{\"timestamp\":\"")?;
-        writer.write_str(&crate::clock::rfc3339_millis(crate::clock::now_ms() as i64))?;
-        write!(writer, "\",\"level\":\"{}\"", metadata.level())?;
+        crate::clock::write_rfc3339_millis(&mut writer, crate::clock::now_ms() as i64)?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(metadata.level().as_str())?;
+        writer.write_char('"')?;
         let mut fields = Fields {
             out: &mut writer,
             result: Ok(()),
@@ -127,25 +129,31 @@ struct Escaped<'a, W: Write>(&'a mut W);
 
 impl<W: Write> Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Byte by byte: everything to escape is ASCII, or C1 (U+0080..U+009F, encoded 0xC2
+        // 0x80..0x9F), so a cut before any of them is always on a character boundary.
+        let bytes = text.as_bytes();
         let mut plain = 0;
-        for (at, c) in text.char_indices() {
-            let escape = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                // Every other control character, C1 included (0x9b opens a terminal sequence).
-                c if c.is_control() => "",
-                _ => continue,
-            };
-            self.0.write_str(&text[plain..at])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{:04x}", c as u32)?;
-            } else {
-                self.0.write_str(escape)?;
+        let mut at = 0;
+        while at < bytes.len() {
+            let byte = bytes[at];
+            let c1 = byte == 0xC2 && bytes.get(at + 1).is_some_and(|b| (0x80..=0x9F).contains(b));
+            if !(byte < 0x20 || byte == b'"' || byte == b'\\' || byte == 0x7F || c1) {
+                at += 1;
+                continue;
             }
-            plain = at + c.len_utf8();
+            self.0.write_str(&text[plain..at])?;
+            match byte {
+                b'"' => self.0.write_str("\\\"")?,
+                b'\\' => self.0.write_str("\\\\")?,
+                b'\n' => self.0.write_str("\\n")?,
+                b'\r' => self.0.write_str("\\r")?,
+                b'\t' => self.0.write_str("\\t")?,
+                // Every other control character, C1 included (0x9b opens a terminal sequence).
+                _ if c1 => write!(self.0, "\\u{:04x}", bytes[at + 1])?,
+                _ => write!(self.0, "\\u{byte:04x}")?,
+            }
+            at += if c1 { 2 } else { 1 };
+            plain = at;
         }
         self.0.write_str(&text[plain..])
     }
@@ -169,12 +177,13 @@ mod tests {
             "line\nbreak\r\ttab",
             "escape \u{1b}[31m and \u{0} and \u{7f}",
             "unicode é ✓ 𝄞",
+            "C1 \u{9b}31m, \u{85} and \u{80}\u{9f} beside é\u{a0}ÿ",
         ] {
             let json = escaped(text);
             let back: String =
                 serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
             assert_eq!(back, text);
-            assert!(!json.contains('\n') && !json.contains('\u{1b}'), "{json}");
+            assert!(!json.chars().any(char::is_control), "{json}");
         }
     }
 

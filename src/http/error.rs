@@ -8,7 +8,8 @@ use crate::store::StoreError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use std::borrow::Cow;
 
 /// Seconds EventBridge is asked to wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "5";
@@ -91,18 +92,29 @@ impl ApiError {
     }
 }
 
+/// The JSON body of a refusal: `{"error": code, "detail": why}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<Cow<'static, str>>,
+}
+
 impl ApiError {
     /// The JSON body of this error's answer.
-    pub fn body(&self) -> Value {
-        match self {
+    pub fn body(&self) -> ErrorBody {
+        let detail = match self {
             // The 401 body says nothing more: an unauthenticated caller learns nothing.
-            ApiError::Unauthorized => json!({ "error": self.code() }),
+            ApiError::Unauthorized => None,
             // The cause is logged; a Redis error names keys that carry conversation ids.
-            ApiError::Store(_) => json!({
-                "error": self.code(),
-                "detail": "the state store is unavailable or full; retry later",
-            }),
-            _ => json!({ "error": self.code(), "detail": self.to_string() }),
+            ApiError::Store(_) => Some(Cow::Borrowed(
+                "the state store is unavailable or full; retry later",
+            )),
+            _ => Some(Cow::Owned(self.to_string())),
+        };
+        ErrorBody {
+            error: self.code(),
+            detail,
         }
     }
 }

@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use std::io::Read;
 
 /// `docs/contract.md` §5: events in one batch at most.
@@ -22,7 +22,40 @@ pub const MAX_BATCH: usize = 100;
 /// One event's answer: its status and body, alone or as an item of a batch.
 struct Answer {
     status: StatusCode,
-    body: Value,
+    body: AnswerBody,
+}
+
+/// An answer's JSON body, typed: serialised straight into the response, without building a JSON
+/// tree for every event (`docs/contract.md` §2.2 gives the shapes).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnswerBody {
+    Outcome(Outcome),
+    Refused(super::error::ErrorBody),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Outcome {
+    Accepted {
+        decision: &'static str,
+        #[serde(rename = "conversationId")]
+        conversation_id: String,
+    },
+    Duplicate,
+    Ignored {
+        reason: &'static str,
+    },
+    Batch {
+        results: Vec<BatchItem>,
+    },
+}
+
+/// One item of a batch's answer: the status and body it would have had alone.
+#[derive(Serialize)]
+struct BatchItem {
+    status: u16,
+    body: AnswerBody,
 }
 
 /// An event (or a batch) from EventBridge, its key already checked.
@@ -83,12 +116,15 @@ async fn handle_batch(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> 
                 app.metrics.rejected(error.status().as_u16());
                 Answer {
                     status: error.status(),
-                    body: error.body(),
+                    body: AnswerBody::Refused(error.body()),
                 }
             }
         };
         any_accepted |= answer.status == StatusCode::ACCEPTED;
-        results.push(json!({ "status": answer.status.as_u16(), "body": answer.body }));
+        results.push(BatchItem {
+            status: answer.status.as_u16(),
+            body: answer.body,
+        });
     }
     Ok(Answer {
         status: if any_accepted {
@@ -96,7 +132,7 @@ async fn handle_batch(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> 
         } else {
             StatusCode::OK
         },
-        body: json!({ "status": "batch", "results": results }),
+        body: AnswerBody::Outcome(Outcome::Batch { results }),
     })
 }
 
@@ -115,15 +151,14 @@ async fn handle_event(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> 
     Ok(match applied.decision {
         Decision::Duplicate => Answer {
             status: StatusCode::OK,
-            body: json!({ "status": "duplicate" }),
+            body: AnswerBody::Outcome(Outcome::Duplicate),
         },
         decision if decision.is_ignored() => ignored(decision.as_str()),
         decision => Answer {
             status: StatusCode::ACCEPTED,
-            body: json!({
-                "status": "accepted",
-                "decision": decision.as_str(),
-                "conversationId": event.key.conversation_id,
+            body: AnswerBody::Outcome(Outcome::Accepted {
+                decision: decision.as_str(),
+                conversation_id: event.key.conversation_id.to_string(),
             }),
         },
     })
@@ -212,9 +247,9 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-fn ignored(reason: &str) -> Answer {
+fn ignored(reason: &'static str) -> Answer {
     Answer {
         status: StatusCode::OK,
-        body: json!({ "status": "ignored", "reason": reason }),
+        body: AnswerBody::Outcome(Outcome::Ignored { reason }),
     }
 }
