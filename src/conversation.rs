@@ -143,9 +143,11 @@ impl Conversations {
                 correlationId = correlation_id,
                 "conversation reached HANDOVER_MAX_LEGS; events that would open more legs are ignored"
             ),
+            // The ids as `&str` (not `%`): a string field is written as it is, without a pass
+            // through `Display` and the formatter, on the line every event writes.
             _ => tracing::info!(
-                organisationId = %event.key.organisation_id,
-                conversationId = %event.key.conversation_id,
+                organisationId = event.key.organisation_id.as_str(),
+                conversationId = event.key.conversation_id.as_str(),
                 topic,
                 correlationId = correlation_id,
                 eventTime = event.event_time,

@@ -9,8 +9,10 @@ use crate::engine::{Decision, EndNotice};
 use crate::store::StoreCounts;
 use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub const MAX_ORGANISATION_LABELS: usize = 20;
@@ -70,15 +72,28 @@ static METADATA: Metadata<'static> =
 /// A counter's name and up to three labels, all `'static`: a key looked up without allocating.
 type StaticKey = (&'static str, [(&'static str, &'static str); 3]);
 
+/// Request-duration histograms by route.
+type ByRoute = HashMap<Box<str>, Histogram>;
+
+/// A number per `Metrics`, so that the handle caches of several (as in the tests) stay apart.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Handles of the counters counted on every event, by `Metrics` and key, registered once:
+    /// registering builds the labels and looks the key up in the recorder, more work than
+    /// counting. One cache per thread, so that no lock is shared on every event's path. (The
+    /// handles of a dropped `Metrics` stay behind: a few per label set, in tests only.)
+    static COUNTERS: RefCell<HashMap<(u64, StaticKey), Counter>> = RefCell::default();
+    /// Request-duration histograms by `Metrics` and status, then route; the same way.
+    static DURATIONS: RefCell<HashMap<(u64, u16), ByRoute>> = RefCell::default();
+}
+
 pub struct Metrics {
+    /// This one's key in the per-thread handle caches.
+    id: u64,
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     organisations: Mutex<HashSet<String>>,
-    /// Handles of the counters counted on every event, registered once: registering builds the
-    /// labels and looks the key up in the recorder, more work than counting.
-    counters: RwLock<HashMap<StaticKey, Counter>>,
-    /// Request-duration histograms by status, then route.
-    durations: RwLock<HashMap<u16, HashMap<String, Histogram>>>,
 }
 
 impl Default for Metrics {
@@ -97,11 +112,10 @@ impl Metrics {
             .build_recorder();
         let handle = recorder.handle();
         let metrics = Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             recorder,
             handle,
             organisations: Mutex::default(),
-            counters: RwLock::default(),
-            durations: RwLock::default(),
         };
         metrics.describe();
         metrics
@@ -198,24 +212,17 @@ impl Metrics {
     fn count(&self, name: &'static str, labels: &[(&'static str, &'static str)]) {
         let mut key: StaticKey = (name, [("", ""); 3]);
         key.1[..labels.len()].copy_from_slice(labels);
-        let cached = self
-            .counters
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
-        let counter = cached.unwrap_or_else(|| {
-            let parts: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
-            let counter = self
-                .recorder
-                .register_counter(&Key::from_parts(name, parts), &METADATA);
-            self.counters
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key, counter.clone());
-            counter
+        COUNTERS.with_borrow_mut(|cache| {
+            cache
+                .entry((self.id, key))
+                .or_insert_with(|| {
+                    let parts: Vec<Label> =
+                        labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
+                    self.recorder
+                        .register_counter(&Key::from_parts(name, parts), &METADATA)
+                })
+                .increment(1);
         });
-        counter.increment(1);
     }
 
     fn increment(&self, name: &'static str, labels: Vec<Label>) {
@@ -323,14 +330,11 @@ impl Metrics {
     }
 
     pub fn http_request(&self, route: &str, status: u16, took: Duration) {
-        let cached = self
-            .durations
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&status)
-            .and_then(|routes| routes.get(route))
-            .cloned();
-        let histogram = cached.unwrap_or_else(|| {
+        DURATIONS.with_borrow_mut(|cache| {
+            let routes = cache.entry((self.id, status)).or_default();
+            if let Some(histogram) = routes.get(route) {
+                return histogram.record(took.as_secs_f64());
+            }
             let labels = vec![
                 Label::new("route", route.to_owned()),
                 Label::new("status", status.to_string()),
@@ -338,15 +342,9 @@ impl Metrics {
             let histogram = self
                 .recorder
                 .register_histogram(&Key::from_parts(HTTP_DURATION, labels), &METADATA);
-            self.durations
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(status)
-                .or_default()
-                .insert(route.to_owned(), histogram.clone());
-            histogram
+            histogram.record(took.as_secs_f64());
+            routes.insert(route.into(), histogram);
         });
-        histogram.record(took.as_secs_f64());
     }
 
     /// `relayed`, `bad_signature`, `upstream_error`.

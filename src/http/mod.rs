@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod health;
 mod passthrough;
+mod timing;
 
 pub use auth::ApiKeys;
 pub use error::ApiError;
@@ -17,13 +18,12 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store_health::ReadinessWatch;
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
@@ -85,10 +85,7 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state.metrics),
-            time_requests,
-        ))
+        .layer(timing::TimeRequestsLayer::new(Arc::clone(&state.metrics)))
         // 5xx answers log themselves once, with their reason (a 503 is a WARN: it is retried).
         .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
@@ -137,24 +134,6 @@ async fn render_metrics(State(app): State<AppState>) -> Response {
         app.metrics.render(),
     )
         .into_response()
-}
-
-/// Request duration by route (the matched pattern, never the raw path) and status.
-async fn time_requests(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // A shared string: no copy of the route per request.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.http_request(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
 }
 
 async fn not_found() -> ApiError {

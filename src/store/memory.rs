@@ -11,7 +11,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 /// Independent locks, so that events of different conversations rarely wait for each other.
 const SHARDS: usize = 64;
@@ -35,8 +35,45 @@ impl MemKey {
     }
 }
 
-/// Entries are boxed so that the map's slots, most of them empty at any load factor, stay small.
-type Shard = HashMap<MemKey, Box<Entry>>;
+/// One lock's worth of conversations, with the organisations they share. Each shard interns its
+/// own organisations (a handful of small strings each), so that no lock shared by every event
+/// is taken on the way to a conversation.
+#[derive(Default)]
+struct Shard {
+    /// Entries are boxed so that the map's slots, most of them empty at any load factor, stay
+    /// small.
+    entries: HashMap<MemKey, Box<Entry>>,
+    organisations: HashSet<Arc<str>>,
+}
+
+impl Shard {
+    /// The key this shard holds `key` under. Its organisation is the interned one when the
+    /// organisation is known here; otherwise a temporary copy, interned only if a new
+    /// conversation is stored under it (`docs/contract.md` §5: nothing an event allocates
+    /// outlives its refusal).
+    fn mem_key(&self, key: &ConversationKey) -> MemKey {
+        let name = key.organisation_id.as_str();
+        MemKey {
+            organisation: self
+                .organisations
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| name.into()),
+            conversation: CompactId::new(key.conversation_id.as_str()),
+        }
+    }
+
+    /// Stores a new conversation's entry, its organisation interned.
+    fn insert_new(&mut self, mut mem_key: MemKey, entry: Box<Entry>) {
+        match self.organisations.get(&mem_key.organisation) {
+            Some(known) => mem_key.organisation = Arc::clone(known),
+            None => {
+                self.organisations.insert(Arc::clone(&mem_key.organisation));
+            }
+        }
+        self.entries.insert(mem_key, entry);
+    }
+}
 
 #[derive(Default)]
 struct Outbox {
@@ -49,7 +86,6 @@ struct Outbox {
 
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
-    organisations: RwLock<HashSet<Arc<str>>>,
     hasher: RandomState,
     /// (due time, conversation) of every open grace window.
     timers: Mutex<BTreeSet<(u64, ConversationKey)>>,
@@ -70,7 +106,6 @@ impl MemoryStore {
     pub fn new(ttl_ms: u64, max_conversations: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            organisations: RwLock::default(),
             hasher: RandomState::new(),
             timers: Mutex::default(),
             outbox: Mutex::default(),
@@ -85,45 +120,13 @@ impl MemoryStore {
         &self.shards[index]
     }
 
-    /// The key this store holds `key` under. Its organisation is the interned one when the
-    /// organisation is known; otherwise a temporary copy, interned only if a new conversation is
-    /// stored under it (`docs/contract.md` §5: nothing an event allocates outlives its refusal).
-    fn mem_key(&self, key: &ConversationKey) -> (MemKey, bool) {
-        let name = key.organisation_id.as_str();
-        let known = self
-            .organisations
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-            .cloned();
-        let interned = known.is_some();
-        let mem_key = MemKey {
-            organisation: known.unwrap_or_else(|| name.into()),
-            conversation: CompactId::new(key.conversation_id.as_str()),
-        };
-        (mem_key, interned)
-    }
-
-    /// Shares one allocation per organisation among its stored conversations.
-    fn intern(&self, mem_key: &mut MemKey) {
-        let mut organisations = self
-            .organisations
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match organisations.get(&mem_key.organisation) {
-            Some(known) => mem_key.organisation = Arc::clone(known),
-            None => {
-                organisations.insert(Arc::clone(&mem_key.organisation));
-            }
-        }
-    }
-
     /// Organisations interned: one per organisation with a stored conversation.
     pub fn organisations_held(&self) -> usize {
-        self.organisations
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        let mut held = HashSet::new();
+        for shard in self.shards.iter() {
+            held.extend(lock(shard).organisations.iter().cloned());
+        }
+        held.len()
     }
 
     fn move_timer(&self, key: &ConversationKey, old: Option<u64>, new: Option<u64>) {
@@ -160,15 +163,18 @@ impl Store for MemoryStore {
         now_ms: u64,
         transition: &mut TransitionFn<'_>,
     ) -> Result<(), StoreError> {
-        let (mut mem_key, interned) = self.mem_key(key);
         let mut shard = lock(self.shard(key));
-        let current = shard
-            .get(&mem_key)
+        let shard = &mut *shard;
+        let mem_key = shard.mem_key(key);
+        // One lookup: the entry found is the one overwritten.
+        let stored = shard.entries.get_mut(&mem_key);
+        let current = stored
+            .as_ref()
             .filter(|entry| entry.expires_at_ms > now_ms)
             .map(|entry| entry.state.clone());
         let old_wake = current.as_ref().and_then(ConversationState::wake_at_ms);
-        let is_new = !shard.contains_key(&mem_key);
-        if is_new && self.conversations.load(Ordering::Relaxed) >= self.max_conversations {
+        if stored.is_none() && self.conversations.load(Ordering::Relaxed) >= self.max_conversations
+        {
             return Err(StoreError::Full(self.max_conversations));
         }
         let Some(Transition { state, ends }) = transition(current) else {
@@ -176,22 +182,30 @@ impl Store for MemoryStore {
         };
         self.move_timer(key, old_wake, state.wake_at_ms());
         self.enqueue(ends.into_iter().map(|n| Delivery::new(n, now_ms)).collect());
-        let entry = Box::new(Entry {
-            state,
-            expires_at_ms: now_ms.saturating_add(self.ttl_ms),
-        });
-        if is_new && !interned {
-            self.intern(&mut mem_key);
-        }
-        if shard.insert(mem_key, entry).is_none() {
-            self.conversations.fetch_add(1, Ordering::Relaxed);
+        let expires_at_ms = now_ms.saturating_add(self.ttl_ms);
+        match stored {
+            Some(entry) => {
+                entry.state = state;
+                entry.expires_at_ms = expires_at_ms;
+            }
+            None => {
+                shard.insert_new(
+                    mem_key,
+                    Box::new(Entry {
+                        state,
+                        expires_at_ms,
+                    }),
+                );
+                self.conversations.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
 
     async fn load(&self, key: &ConversationKey) -> Result<Option<ConversationState>, StoreError> {
-        let (mem_key, _) = self.mem_key(key);
-        Ok(lock(self.shard(key)).get(&mem_key).map(|e| e.state.clone()))
+        let shard = lock(self.shard(key));
+        let mem_key = shard.mem_key(key);
+        Ok(shard.entries.get(&mem_key).map(|e| e.state.clone()))
     }
 
     async fn due_timers(&self, now_ms: u64, limit: usize) -> Claimed<ConversationKey> {
@@ -333,8 +347,9 @@ impl Store for MemoryStore {
         let mut evicted = 0;
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
-            let before = shard.len();
-            shard.retain(|key, entry| {
+            let shard = &mut *shard;
+            let before = shard.entries.len();
+            shard.entries.retain(|key, entry| {
                 let keep = entry.expires_at_ms > now_ms;
                 if !keep {
                     if let Some(due) = entry.state.wake_at_ms() {
@@ -343,16 +358,15 @@ impl Store for MemoryStore {
                 }
                 keep
             });
-            evicted += before - shard.len();
+            if shard.entries.len() < before {
+                // An organisation no conversation of this shard shares any more is forgotten.
+                shard
+                    .organisations
+                    .retain(|organisation| Arc::strong_count(organisation) > 1);
+            }
+            evicted += before - shard.entries.len();
         }
         self.conversations.fetch_sub(evicted, Ordering::Relaxed);
-        if evicted > 0 {
-            // An organisation no stored conversation shares any more is forgotten too.
-            self.organisations
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .retain(|organisation| Arc::strong_count(organisation) > 1);
-        }
         Ok(evicted)
     }
 
