@@ -443,4 +443,29 @@ mod tests {
             "{text}"
         );
     }
+
+    /// The handle caches are per thread and shared by every `Metrics` on it: each must still
+    /// count only its own events and requests.
+    #[test]
+    fn two_on_one_thread_count_apart() {
+        let (first, second) = (Metrics::new(), Metrics::new());
+        first.event("user.end", "accepted", None);
+        for _ in 0..3 {
+            second.event("user.end", "accepted", None);
+        }
+        first.http_request("/handover/genesysCloudOM", 202, Duration::from_millis(1));
+        let line = |n| {
+            format!(r#"handover_events_total{{topic="user.end",outcome="accepted",reason=""}} {n}"#)
+        };
+        let requests = r#"handover_http_request_duration_seconds_count{route="/handover/genesysCloudOM",status="202"} 1"#;
+        let (first, second) = (first.render(), second.render());
+        assert!(
+            first.contains(&line(1)) && first.contains(requests),
+            "{first}"
+        );
+        assert!(
+            second.contains(&line(3)) && !second.contains(requests),
+            "{second}"
+        );
+    }
 }
