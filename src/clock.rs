@@ -25,10 +25,10 @@ pub fn write_rfc3339_millis(out: &mut impl std::fmt::Write, epoch_ms: i64) -> st
     let days = epoch_ms.div_euclid(MS_PER_DAY);
     let in_day = epoch_ms.rem_euclid(MS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
-    if !(0..=9_999).contains(&year) {
-        write!(out, "{year:+05}")?;
+    if (0..=9_999).contains(&year) {
+        write_digits(out, year as u32, 4)?;
     } else {
-        out.write_str(digits::<4>(year as u32).as_str())?;
+        write!(out, "{year:+05}")?;
     }
     let parts = [
         ('-', month, 2),
@@ -40,30 +40,20 @@ pub fn write_rfc3339_millis(out: &mut impl std::fmt::Write, epoch_ms: i64) -> st
     ];
     for (separator, value, width) in parts {
         out.write_char(separator)?;
-        match width {
-            2 => out.write_str(digits::<2>(value).as_str())?,
-            _ => out.write_str(digits::<3>(value).as_str())?,
-        }
+        write_digits(out, value, width)?;
     }
     out.write_char('Z')
 }
 
-/// `value` as exactly `N` decimal digits (the lowest ones), zero-padded.
-struct Digits<const N: usize>([u8; N]);
-
-impl<const N: usize> Digits<N> {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("ASCII digits")
-    }
-}
-
-fn digits<const N: usize>(mut value: u32) -> Digits<N> {
-    let mut text = [b'0'; N];
-    for slot in text.iter_mut().rev() {
+/// The lowest `width` (at most 4) decimal digits of `value`, zero-padded, without `fmt`'s
+/// machinery.
+fn write_digits(out: &mut impl std::fmt::Write, mut value: u32, width: usize) -> std::fmt::Result {
+    let mut text = [b'0'; 4];
+    for slot in text[..width].iter_mut().rev() {
         *slot = b'0' + (value % 10) as u8;
         value /= 10;
     }
-    Digits(text)
+    out.write_str(std::str::from_utf8(&text[..width]).expect("ASCII digits"))
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
