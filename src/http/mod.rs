@@ -83,12 +83,28 @@ pub fn router(state: AppState) -> Router {
     if let Some(token) = &state.admin_token {
         router = router.merge(admin::routes(Arc::clone(token)));
     }
-    router
+    let router = router
         .fallback(not_found)
-        .layer(timing::TimeRequestsLayer::new(Arc::clone(&state.metrics)))
+        .layer(timing::TimeRequestsLayer::new(Arc::clone(&state.metrics)));
+    // Request spans and their start and end lines are DEBUG: the layer that makes them is added
+    // only when they would be written. Below DEBUG it did nothing but cost every event a span
+    // check, two clock reads and a wrapped response body.
+    let router = if request_tracing_enabled() {
         // 5xx answers log themselves once, with their reason (a 503 is a WARN: it is retried).
-        .layer(TraceLayer::new_for_http().on_failure(()))
-        .with_state(state)
+        router.layer(TraceLayer::new_for_http().on_failure(()))
+    } else {
+        router
+    };
+    router.with_state(state)
+}
+
+/// Whether the current subscriber writes tower-http's DEBUG request spans or lines (for example
+/// `RUST_LOG=debug` or `RUST_LOG=info,tower_http=debug`). The log filter is fixed at start-up,
+/// so asking once, when the router is built, is enough.
+fn request_tracing_enabled() -> bool {
+    tracing::enabled!(target: "tower_http::trace::make_span", tracing::Level::DEBUG)
+        || tracing::enabled!(target: "tower_http::trace::on_request", tracing::Level::DEBUG)
+        || tracing::enabled!(target: "tower_http::trace::on_response", tracing::Level::DEBUG)
 }
 
 /// The events path has two callers: EventBridge with the API key, and (with
@@ -138,4 +154,27 @@ async fn render_metrics(State(app): State<AppState>) -> Response {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_tracing_enabled;
+    use tracing_subscriber::EnvFilter;
+
+    fn enabled_under(filter: &str) -> bool {
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new(filter))
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, request_tracing_enabled)
+    }
+
+    #[test]
+    fn request_spans_are_made_only_when_debug_would_write_them() {
+        assert!(!enabled_under("info"));
+        assert!(!enabled_under("warn,handover_receiver=debug"));
+        assert!(enabled_under("debug"));
+        assert!(enabled_under("info,tower_http=debug"));
+        assert!(enabled_under("info,tower_http::trace::on_response=debug"));
+    }
 }
