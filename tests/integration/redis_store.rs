@@ -7,7 +7,7 @@ use crate::common::redis_server::RedisServer;
 use crate::common::redis_topology::Cluster;
 use crate::common::running::{Running, eventually};
 use crate::common::shuffle::deliveries;
-use crate::common::store::apply;
+use crate::common::store::{apply, apply_event};
 use crate::common::traffic::conversation;
 use handover_receiver::engine::Engine;
 use handover_receiver::genesys::ConversationKey;
@@ -50,6 +50,100 @@ async fn concurrent_updates_from_two_replicas_never_overwrite_each_other() {
         .unwrap()
         .expect("state is stored");
     assert_eq!(state.legs.len(), 64, "a concurrent update was lost");
+}
+
+/// The legs of a conversation as the store holds it.
+async fn stored_legs(store: &RedisStore, conversation: &str) -> Vec<String> {
+    let state = store
+        .load(&ConversationKey::new(ORG, conversation))
+        .await
+        .unwrap()
+        .expect("state is stored");
+    let mut legs: Vec<String> = state.legs.iter().map(|leg| leg.key.to_string()).collect();
+    legs.sort();
+    legs
+}
+
+/// The Redis key of a conversation's state.
+fn state_key(server: &RedisServer, conversation: &str) -> String {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*:c:{ORG}:{conversation}"))
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    keys.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn a_replica_starts_from_what_it_committed_last_only_while_redis_still_holds_it() {
+    let server = RedisServer::start();
+    let (a, b) = (Arc::new(store(&server)), Arc::new(store(&server)));
+    let engine = Engine::new(10_000);
+    apply(a.clone(), engine, &start("A", 1_000), "c", 5).await;
+    apply(b.clone(), engine, &start("B", 2_000), "c", 5).await;
+    // A's last commit is no longer what Redis holds: it must start from B's.
+    apply(a.clone(), engine, &start("C", 3_000), "c", 5).await;
+    assert_eq!(
+        stored_legs(&a, "c").await,
+        [session("A"), session("B"), session("C")]
+    );
+}
+
+/// A failover that loses writes can bring a conversation's version number back to one a
+/// replica committed, with another state: say A committed version 1, the primary lost it, and a
+/// replica of the release before write tokens wrote another version 1. The version matches A's
+/// last commit; the state does not.
+#[tokio::test]
+async fn a_version_reached_again_after_lost_writes_is_not_taken_for_the_same_record() {
+    let server = RedisServer::start();
+    let (a, other) = (Arc::new(store(&server)), Arc::new(store(&server)));
+    let engine = Engine::new(10_000);
+    apply(a.clone(), engine, &start("A", 1_000), "c", 5).await;
+    apply(other.clone(), engine, &start("B", 2_000), "elsewhere", 5).await;
+    let mut redis = server.connection();
+    let (key, elsewhere) = (state_key(&server, "c"), state_key(&server, "elsewhere"));
+    let (version, only_b): (String, String) = redis::cmd("HMGET")
+        .arg(&elsewhere)
+        .arg("v")
+        .arg("s")
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(version, "1");
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(&key)
+        .arg("v")
+        .arg("1")
+        .arg("s")
+        .arg(&only_b)
+        .ignore()
+        .cmd("HDEL")
+        .arg(&key)
+        .arg("t")
+        .ignore()
+        .query(&mut redis)
+        .unwrap();
+
+    apply(a.clone(), engine, &start("C", 3_000), "c", 5).await;
+    assert_eq!(stored_legs(&a, "c").await, [session("B"), session("C")]);
+}
+
+/// An event refused because of the state (here: from another Genesys organisation than the
+/// conversation's) is refused only by the state Redis holds: after Redis lost the conversation,
+/// it starts the conversation anew, whatever this replica committed before.
+#[tokio::test]
+async fn a_refusal_is_judged_on_what_redis_holds_not_on_what_this_replica_committed_last() {
+    let server = RedisServer::start();
+    let a = Arc::new(store(&server));
+    let engine = Engine::new(10_000);
+    apply(a.clone(), engine, &start("A", 1_000), "c", 5).await;
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut server.connection())
+        .unwrap();
+    let mut elsewhere = start("B", 2_000).event("c");
+    elsewhere.genesys_organization_id = "another-genesys-organisation".into();
+    apply_event(a.clone(), engine, &elsewhere, 5).await;
+    assert_eq!(stored_legs(&a, "c").await, [session("B")]);
 }
 
 #[tokio::test]

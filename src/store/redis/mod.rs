@@ -30,6 +30,7 @@
 mod breaker;
 mod connection;
 mod health;
+mod recent;
 mod scripts;
 mod target;
 
@@ -48,7 +49,8 @@ use crate::genesys::ConversationKey;
 use crate::hash::fnv1a;
 use async_trait::async_trait;
 use connection::{Connection, Connector, Recovery, recovery, slot_of};
-use redis::{RedisResult, Script};
+use recent::{Recent, Record, Stamp};
+use redis::{RedisResult, Script, Value};
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -58,7 +60,8 @@ const TIMER_LEASE_MS: u64 = 15_000;
 /// Attempts at a compare-and-set before answering 503 (EventBridge then retries).
 const MAX_CONFLICTS: u32 = 16;
 /// Local locks: updates of one conversation within this replica wait for each other, so that
-/// compare-and-set conflicts only come from other replicas.
+/// compare-and-set conflicts only come from other replicas. Each keeps the records its updates
+/// committed last (`recent`).
 const LOCAL_STRIPES: usize = 256;
 /// Dead letters are kept this long after the last one.
 const DEAD_LETTER_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
@@ -104,7 +107,7 @@ pub struct RedisStore {
     connector: Connector,
     scripts: Scripts,
     options: RedisOptions,
-    local: Box<[tokio::sync::Mutex<()>]>,
+    local: Box<[tokio::sync::Mutex<Recent>]>,
     /// The epoch id last seen in each bucket's marker.
     epochs: std::sync::Mutex<Vec<Option<String>>>,
     /// Buckets background work leaves alone for a while after a failure.
@@ -176,11 +179,57 @@ fn member(key: &ConversationKey) -> String {
     format::write_timer_member(key)
 }
 
+/// A stored record from its fields (an empty or missing state: absent).
+fn record(
+    state_key: &str,
+    version: String,
+    token: String,
+    json: &str,
+) -> Result<Record, StoreError> {
+    let state = if json.is_empty() {
+        None
+    } else {
+        Some(format::read_conversation(json).map_err(|e| {
+            StoreError::Unavailable(format!("unreadable state at {state_key}: {e}"))
+        })?)
+    };
+    Ok(Record {
+        stamp: Stamp { version, token },
+        state,
+    })
+}
+
+/// The commit script's answer: the new version, or the stored record it found instead.
+fn commit_reply(state_key: &str, reply: Value) -> Result<Committed, StoreError> {
+    let text = |value: &Value| redis::from_redis_value_ref::<String>(value).map_err(unavailable);
+    match reply {
+        Value::Array(found) if found.len() == 3 => Ok(Committed::Conflict(Box::new(record(
+            state_key,
+            text(&found[0])?,
+            text(&found[1])?,
+            &text(&found[2])?,
+        )?))),
+        other => Ok(Committed::Yes(text(&other)?)),
+    }
+}
+
+/// What one commit writes over: the conversation, where its keys are, the record the new state
+/// was computed from, and this commit's write token.
+#[derive(Clone, Copy)]
+struct Commit<'a> {
+    key: &'a ConversationKey,
+    bucket: Bucket,
+    state_key: &'a str,
+    basis: &'a Stamp,
+    token: &'a str,
+}
+
 /// What a commit came to.
 enum Committed {
-    Yes,
-    /// Another writer got there first: read again.
-    Conflict,
+    /// Written; the record's new version.
+    Yes(String),
+    /// Not written: the stored record was not the one the transition started from. This is it.
+    Conflict(Box<Record>),
     /// Written on the primary, held by fewer replicas than required.
     NotReplicated(i64),
 }
@@ -208,7 +257,7 @@ impl RedisStore {
             },
             options,
             local: (0..LOCAL_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
+                .map(|_| tokio::sync::Mutex::default())
                 .collect(),
             epochs: std::sync::Mutex::new(vec![None; BUCKETS as usize]),
             breaker: breaker::Breaker::default(),
@@ -298,28 +347,24 @@ impl RedisStore {
         }
     }
 
-    async fn read_state(
-        &self,
-        deadline: Instant,
-        state_key: &str,
-    ) -> Result<(String, Option<ConversationState>), StoreError> {
-        let (version, json): (Option<String>, Option<String>) = self
+    async fn read_state(&self, deadline: Instant, state_key: &str) -> Result<Record, StoreError> {
+        let (version, token, json): (Option<String>, Option<String>, Option<String>) = self
             .run(deadline, |mut c| async move {
                 redis::cmd("HMGET")
                     .arg(state_key)
                     .arg("v")
+                    .arg("t")
                     .arg("s")
                     .query_async(&mut c)
                     .await
             })
             .await?;
-        let state = match json {
-            Some(json) => Some(format::read_conversation(&json).map_err(|e| {
-                StoreError::Unavailable(format!("unreadable state at {state_key}: {e}"))
-            })?),
-            None => None,
-        };
-        Ok((version.unwrap_or_else(|| "0".into()), state))
+        record(
+            state_key,
+            version.unwrap_or_else(|| "0".into()),
+            token.unwrap_or_default(),
+            json.as_deref().unwrap_or_default(),
+        )
     }
 
     /// `WAIT` for the replicas on `connection`, which made the writes to wait for.
@@ -329,6 +374,65 @@ impl RedisStore {
             .arg(self.options.replica_timeout.as_millis() as u64);
         let acked = connection.on_slot(slot, wait).await?;
         redis::from_redis_value(acked).map_err(redis::RedisError::from)
+    }
+
+    /// One run of the commit script: `state` and its timer and `ends`, if the stored record is
+    /// still `commit.basis`; then, with required replicas, `WAIT` for them.
+    async fn commit(
+        &self,
+        deadline: Instant,
+        commit: Commit<'_>,
+        state: &ConversationState,
+        ends: Vec<crate::engine::EndNotice>,
+        now_ms: u64,
+    ) -> Result<Committed, StoreError> {
+        let mut invocation = self.scripts.commit.prepare_invoke();
+        invocation
+            .key(commit.state_key)
+            .key(commit.bucket.timers())
+            .key(commit.bucket.outbox())
+            .key(commit.bucket.deliveries())
+            .arg(&commit.basis.version)
+            .arg(&commit.basis.token)
+            .arg(format::write_conversation(state))
+            .arg(self.options.state_ttl_ms)
+            .arg(commit.token)
+            .arg(member(commit.key))
+            .arg(
+                state
+                    .wake_at_ms()
+                    .map(|at| at.to_string())
+                    .unwrap_or_default(),
+            );
+        for end in ends {
+            let delivery = Delivery::new(end, now_ms);
+            invocation
+                .arg(&delivery.id)
+                .arg(format::write_delivery(&delivery))
+                .arg(delivery.next_attempt_at_ms);
+        }
+        let invocation = &invocation;
+        self.run(deadline, |mut c| async move {
+            let reply: Value = invocation.invoke_async(&mut c).await?;
+            let committed = match commit_reply(commit.state_key, reply) {
+                Ok(committed) => committed,
+                Err(error) => return Ok(Err(error)),
+            };
+            let Committed::Yes(version) = committed else {
+                return Ok(Ok(committed));
+            };
+            if self.options.min_replicas == 0 {
+                return Ok(Ok(Committed::Yes(version)));
+            }
+            // On the connection that made the commit: WAIT counts its writes.
+            let acked = self.replicated(&mut c, commit.bucket.slot()).await?;
+            Ok(Ok(if acked < i64::from(self.options.min_replicas) {
+                Committed::NotReplicated(acked)
+            } else {
+                Committed::Yes(version)
+            }))
+        })
+        .await?
     }
 
     fn not_replicated(&self, acked: i64) -> StoreError {
@@ -412,16 +516,24 @@ impl Store for RedisStore {
         let bucket = Bucket::of(key);
         let state_key = bucket.state(key);
         let stripe = fnv1a(&[state_key.as_bytes()]) as usize % LOCAL_STRIPES;
-        let _serialised = self.local[stripe].lock().await;
-        for conflicts in 0..MAX_CONFLICTS {
-            if conflicts > 0 {
-                // Another replica wrote first: back off a little, at random, and read again.
-                let ceiling = 1u64 << conflicts.min(6);
-                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=ceiling))).await;
-            }
-            let (version, current) = self.read_state(deadline, &state_key).await?;
-            let was_absent = current.is_none();
-            let Some(Transition { state, ends }) = transition(current) else {
+        let mut recent = self.local[stripe].lock().await;
+        // What this replica committed last, if it still has it: a guess the commit checks.
+        let mut guess = recent.take(&state_key);
+        let mut found = None;
+        let mut conflicts = 0;
+        loop {
+            let (record, guessed) = match (guess.take(), found.take()) {
+                (Some(record), _) => (record, true),
+                (None, Some(record)) => (record, false),
+                (None, None) => (self.read_state(deadline, &state_key).await?, false),
+            };
+            let was_absent = record.state.is_none();
+            let Some(Transition { state, ends }) = transition(record.state) else {
+                if guessed {
+                    // Nothing to write is an answer (a refusal, say) that must come from the
+                    // stored state, not from a guess: the guess may be older than Redis.
+                    continue;
+                }
                 if was_absent {
                     // A timer can outlive its conversation's state (TTL): drop it.
                     let (timers, member) = (bucket.timers(), member(key));
@@ -438,62 +550,40 @@ impl Store for RedisStore {
                 }
                 return Ok(());
             };
-            let mut invocation = self.scripts.commit.prepare_invoke();
-            invocation
-                .key(&state_key)
-                .key(bucket.timers())
-                .key(bucket.outbox())
-                .key(bucket.deliveries())
-                .arg(&version)
-                .arg(format::write_conversation(&state))
-                .arg(self.options.state_ttl_ms)
-                .arg(member(key))
-                .arg(
-                    state
-                        .wake_at_ms()
-                        .map(|at| at.to_string())
-                        .unwrap_or_default(),
-                );
-            for end in ends {
-                let delivery = Delivery::new(end, now_ms);
-                invocation
-                    .arg(&delivery.id)
-                    .arg(format::write_delivery(&delivery))
-                    .arg(delivery.next_attempt_at_ms);
-            }
-            let invocation = &invocation;
-            let committed = self
-                .run(deadline, |mut c| async move {
-                    let committed: i64 = invocation.invoke_async(&mut c).await?;
-                    if committed != 1 {
-                        return Ok(Committed::Conflict);
-                    }
-                    if self.options.min_replicas == 0 {
-                        return Ok(Committed::Yes);
-                    }
-                    // On the connection that made the commit: WAIT counts its writes.
-                    let acked = self.replicated(&mut c, bucket.slot()).await?;
-                    Ok(if acked < i64::from(self.options.min_replicas) {
-                        Committed::NotReplicated(acked)
-                    } else {
-                        Committed::Yes
-                    })
-                })
-                .await?;
+            let token = recent::new_token();
+            let commit = Commit {
+                key,
+                bucket,
+                state_key: &state_key,
+                basis: &record.stamp,
+                token: &token,
+            };
+            let committed = self.commit(deadline, commit, &state, ends, now_ms).await?;
             match committed {
-                Committed::Yes => return Ok(()),
+                Committed::Yes(version) => {
+                    recent.keep(state_key, Stamp { version, token }, state);
+                    return Ok(());
+                }
                 Committed::NotReplicated(acked) => return Err(self.not_replicated(acked)),
-                Committed::Conflict => {}
+                Committed::Conflict(stored) if guessed => found = Some(*stored),
+                Committed::Conflict(_) => {
+                    // Another replica wrote first: back off a little, at random, and read again.
+                    conflicts += 1;
+                    if conflicts >= MAX_CONFLICTS {
+                        return Err(StoreError::Unavailable(
+                            "too many concurrent updates of one conversation".into(),
+                        ));
+                    }
+                    let ceiling = 1u64 << conflicts.min(6);
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=ceiling))).await;
+                }
             }
         }
-        Err(StoreError::Unavailable(
-            "too many concurrent updates of one conversation".into(),
-        ))
     }
 
     async fn load(&self, key: &ConversationKey) -> Result<Option<ConversationState>, StoreError> {
         let state_key = Bucket::of(key).state(key);
-        Ok(self.read_state(self.deadline(), &state_key).await?.1)
+        Ok(self.read_state(self.deadline(), &state_key).await?.state)
     }
 
     async fn due_timers(&self, now_ms: u64, limit: usize) -> Claimed<ConversationKey> {

@@ -8,25 +8,33 @@
 //! `allow-oom`, Redis also refuses them when it is out of memory, before they write anything.
 
 /// KEYS: state, timers, outbox, deliveries.
-/// ARGV: expected version ("0": absent), state JSON, TTL ms, timer member, wake-up ms ("" for
-/// none), then (delivery id, delivery JSON, due ms) triples.
-/// Returns 1 when committed, 0 when another writer got there first.
+/// ARGV: expected version ("0": absent), expected write token ("": none), state JSON, TTL ms,
+/// this commit's write token, timer member, wake-up ms ("" for none), then (delivery id,
+/// delivery JSON, due ms) triples.
+/// Returns the new version when committed. When the stored version or token is not the expected
+/// one (another writer got there first, or the caller started from a stale guess), writes nothing
+/// and returns what is stored instead: {version, token, state JSON ("": absent)}.
 pub const COMMIT: &str = r#"#!lua
-local version = redis.call('HGET', KEYS[1], 'v') or '0'
-if version ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', tostring(tonumber(version) + 1), 's', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if ARGV[5] == '' then
-  redis.call('ZREM', KEYS[2], ARGV[4])
-else
-  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+local stored = redis.call('HMGET', KEYS[1], 'v', 't')
+local version = stored[1] or '0'
+local token = stored[2] or ''
+if version ~= ARGV[1] or token ~= ARGV[2] then
+  return {version, token, redis.call('HGET', KEYS[1], 's') or ''}
 end
-for i = 6, #ARGV, 3 do
+local next_version = tostring(tonumber(version) + 1)
+redis.call('HSET', KEYS[1], 'v', next_version, 's', ARGV[3], 't', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[7] == '' then
+  redis.call('ZREM', KEYS[2], ARGV[6])
+else
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[6])
+end
+for i = 8, #ARGV, 3 do
   if redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) == 1 then
     redis.call('ZADD', KEYS[3], ARGV[i + 2], ARGV[i])
   end
 end
-return 1
+return next_version
 "#;
 
 /// KEYS: timers. ARGV: now ms, lease-until ms, limit.

@@ -4,6 +4,7 @@
 use super::events::Spec;
 use handover_receiver::conversation::{Conversations, Wakers};
 use handover_receiver::engine::Engine;
+use handover_receiver::genesys::ConversationEvent;
 use handover_receiver::metrics::Metrics;
 use handover_receiver::store::Store;
 use std::sync::Arc;
@@ -15,10 +16,19 @@ pub async fn apply(
     conversation: &str,
     now: u64,
 ) {
+    apply_event(store, engine, &spec.event(conversation), now).await;
+}
+
+pub async fn apply_event(
+    store: Arc<dyn Store>,
+    engine: Engine,
+    event: &ConversationEvent,
+    now: u64,
+) {
     let conversations =
         Conversations::new(store, engine, Arc::new(Metrics::new()), Wakers::default());
     conversations
-        .apply(&spec.event(conversation), now)
+        .apply(event, now)
         .await
         .expect("the store accepts the update");
 }
