@@ -65,9 +65,10 @@ impl Recent {
     }
 }
 
-/// A new write token: 64 random bits in hex.
+/// A new write token: a random positive 63-bit number, in decimal, which Redis keeps in a
+/// small hash as an integer (8 bytes) rather than as a string.
 pub fn new_token() -> String {
-    format!("{:016x}", fastrand::u64(..))
+    fastrand::i64(1..=i64::MAX).to_string()
 }
 
 #[cfg(test)]
@@ -107,6 +108,7 @@ mod tests {
     #[test]
     fn tokens_differ() {
         assert_ne!(new_token(), new_token());
-        assert_eq!(new_token().len(), 16);
+        let token: i64 = new_token().parse().expect("a decimal number");
+        assert!(token > 0);
     }
 }
