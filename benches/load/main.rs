@@ -59,21 +59,74 @@ impl Plan {
     }
 }
 
+const USAGE: &str = "usage: cargo bench --bench load [-- MODE]
+  (none)          the whole benchmark: writes BENCHMARKS.md and bench-results.json
+  --smoke         a short run that checks correctness (under target/bench-smoke)
+  --report-only   BENCHMARKS.md again from bench-results.json (after editing NOTES.md)
+  --scaling       the pinned scaling table, bare endpoint against the service
+  --latency       fixed-rate p99 rounds (HANDOVER_BENCH_BINARY: side by side with that build)
+  --baseline-server ADDR
+                  the bare endpoint alone, serving on ADDR";
+
+/// What the command line asks for.
+enum Mode {
+    Full { smoke: bool, report_only: bool },
+    Scaling,
+    Latency,
+    BaselineServer(String),
+}
+
+/// The mode from the arguments; anything unknown is an error, never a full run that would
+/// overwrite the recorded results. `--bench` is what `cargo bench` itself passes.
+fn mode(args: &[String]) -> Result<Mode, String> {
+    let mut rest = args.iter().skip(1).filter(|a| *a != "--bench");
+    let mode = match rest.next().map(String::as_str) {
+        None => Mode::Full {
+            smoke: false,
+            report_only: false,
+        },
+        Some("--smoke") => Mode::Full {
+            smoke: true,
+            report_only: false,
+        },
+        Some("--report-only") => Mode::Full {
+            smoke: false,
+            report_only: true,
+        },
+        Some("--scaling") => Mode::Scaling,
+        Some("--latency") => Mode::Latency,
+        Some("--baseline-server") => match rest.next() {
+            Some(addr) => Mode::BaselineServer(addr.clone()),
+            None => return Err("--baseline-server needs an address".into()),
+        },
+        Some(other) => return Err(format!("unknown argument {other:?}")),
+    };
+    match rest.next() {
+        Some(extra) => Err(format!("unexpected argument {extra:?}")),
+        None => Ok(mode),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--baseline-server") {
-        return baseline_server().await;
-    }
-    if args.iter().any(|a| a == "--scaling") {
-        return scaling().await;
-    }
-    if args.iter().any(|a| a == "--latency") {
-        return latency_rounds().await;
-    }
-    let plan = Plan::new(args.iter().any(|a| a == "--smoke"));
+    let (smoke, report_only) = match mode(&args) {
+        Ok(Mode::Full { smoke, report_only }) => (smoke, report_only),
+        Ok(Mode::Scaling) => return scaling().await,
+        Ok(Mode::Latency) => return latency_rounds().await,
+        Ok(Mode::BaselineServer(addr)) => return baseline_server(&addr).await,
+        Err(problem) => {
+            let help = args.iter().any(|a| a == "--help" || a == "-h");
+            if !help {
+                eprintln!("{problem}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(if help { 0 } else { 2 });
+        }
+    };
+    let plan = Plan::new(smoke);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if args.iter().any(|a| a == "--report-only") {
+    if report_only {
         // Rewrites BENCHMARKS.md from the last bench-results.json (e.g. after editing NOTES.md).
         let text = std::fs::read_to_string(root.join("bench-results.json"))
             .expect("a previous run's bench-results.json");
@@ -330,14 +383,13 @@ impl Drop for Spawned {
     }
 }
 
-async fn baseline_server() {
-    let addr = std::env::args().nth(2).expect("address");
+async fn baseline_server(addr: &str) {
     let filter = Arc::new(handover_receiver::genesys::EventFilter::default());
     let app = axum::Router::new()
         .route(EVENTS, post(baseline_event))
         .route("/ready", axum::routing::get(|| async { "ok" }))
         .with_state(filter);
-    let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     axum::serve(listener, app).await.unwrap();
 }
 
