@@ -18,6 +18,7 @@ use crate::genesys::{ConversationKey, DisconnectType};
 use crate::hash::fnv1a;
 use crate::store::Delivery;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// The format this build writes.
 pub const FORMAT: u32 = 1;
@@ -44,90 +45,87 @@ fn is_false(value: &bool) -> bool {
 
 // Conversation state ------------------------------------------------------------------------------
 
+// Ids and disconnect types are written by their own serde forms: their text, exactly as the first
+// releases wrote it (`to_string`, `as_str`); the fixture of a real release's data pins that.
+// The records borrow from the engine's state when writing (`Cow::Borrowed`, nothing copied) and
+// own what they read.
+
 #[derive(Serialize, Deserialize)]
-struct StoredConversation {
+struct StoredConversation<'a> {
     #[serde(default)]
     format: u32,
-    genesys_organization_id: String,
-    bot_user_id: Option<String>,
+    genesys_organization_id: Cow<'a, CompactId>,
+    bot_user_id: Option<Cow<'a, CompactId>>,
     episode: u32,
-    last_end: Option<StoredLastEnd>,
-    legs: Vec<StoredLeg>,
-    customer_ends: Vec<StoredCustomerEnd>,
-    candidate: Option<StoredCandidate>,
-    seen: StoredSeen,
+    last_end: Option<StoredLastEnd<'a>>,
+    legs: Vec<StoredLeg<'a>>,
+    customer_ends: Vec<StoredCustomerEnd<'a>>,
+    candidate: Option<StoredCandidate<'a>>,
+    seen: StoredSeen<'a>,
     #[serde(default, skip_serializing_if = "is_false")]
     too_large: bool,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredLastEnd {
+struct StoredLastEnd<'a> {
     at: i64,
     episode: u32,
-    closed_legs: Vec<u64>,
+    closed_legs: Cow<'a, [u64]>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredLeg {
-    key: String,
-    participant_id: Option<String>,
-    user_id: Option<String>,
-    queue_id: Option<String>,
+struct StoredLeg<'a> {
+    key: Cow<'a, CompactId>,
+    participant_id: Option<Cow<'a, CompactId>>,
+    user_id: Option<Cow<'a, CompactId>>,
+    queue_id: Option<Cow<'a, CompactId>>,
     started_at: Option<i64>,
-    end: Option<StoredLegEnd>,
-    acw: Option<StoredAcw>,
+    end: Option<StoredLegEnd<'a>>,
+    acw: Option<StoredAcw<'a>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredLegEnd {
+struct StoredLegEnd<'a> {
     at: i64,
-    disconnect_type: Option<String>,
+    disconnect_type: Option<Cow<'a, DisconnectType>>,
     interacting_duration_ms: Option<i64>,
-    correlation_id: Option<String>,
+    correlation_id: Option<Cow<'a, CompactId>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredAcw {
+struct StoredAcw<'a> {
     at: i64,
-    wrapup_code: Option<String>,
+    wrapup_code: Option<Cow<'a, CompactId>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredCustomerEnd {
+struct StoredCustomerEnd<'a> {
     at: i64,
-    leg: String,
-    disconnect_type: Option<String>,
-    correlation_id: Option<String>,
+    leg: Cow<'a, CompactId>,
+    disconnect_type: Option<Cow<'a, DisconnectType>>,
+    correlation_id: Option<Cow<'a, CompactId>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredCandidate {
-    leg: String,
+struct StoredCandidate<'a> {
+    leg: Cow<'a, CompactId>,
     end_at: i64,
     due_at_ms: u64,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredSeen {
-    current: Vec<u64>,
-    previous: Vec<u64>,
+struct StoredSeen<'a> {
+    current: Cow<'a, [u64]>,
+    previous: Cow<'a, [u64]>,
     current_since_ms: u64,
 }
 
-fn text(id: &Option<CompactId>) -> Option<String> {
-    id.as_ref().map(CompactId::to_string)
+fn lend<T: Clone>(value: &Option<T>) -> Option<Cow<'_, T>> {
+    value.as_ref().map(Cow::Borrowed)
 }
 
-fn id(text: &Option<String>) -> Option<CompactId> {
-    text.as_deref().map(CompactId::new)
-}
-
-fn kind(text: &Option<String>) -> Option<DisconnectType> {
-    text.as_deref().map(DisconnectType::parse)
-}
-
-fn kind_text(kind: &Option<DisconnectType>) -> Option<String> {
-    kind.as_ref().map(|k| k.as_str().to_owned())
+fn own<T: Clone>(value: Option<Cow<'_, T>>) -> Option<T> {
+    value.map(Cow::into_owned)
 }
 
 /// A conversation's state as the store writes it.
@@ -135,32 +133,32 @@ pub fn write_conversation(state: &ConversationState) -> String {
     let (current, previous, current_since_ms) = state.seen.parts();
     let stored = StoredConversation {
         format: FORMAT,
-        genesys_organization_id: state.genesys_organization_id.to_string(),
-        bot_user_id: text(&state.bot_user_id),
+        genesys_organization_id: Cow::Borrowed(&state.genesys_organization_id),
+        bot_user_id: lend(&state.bot_user_id),
         episode: state.episode,
         last_end: state.last_end.as_ref().map(|last| StoredLastEnd {
             at: last.at,
             episode: last.episode,
-            closed_legs: last.closed_legs.clone(),
+            closed_legs: Cow::Borrowed(&last.closed_legs),
         }),
         legs: state
             .legs
             .iter()
             .map(|leg| StoredLeg {
-                key: leg.key.to_string(),
-                participant_id: text(&leg.participant_id),
-                user_id: text(&leg.user_id),
-                queue_id: text(&leg.queue_id),
+                key: Cow::Borrowed(&leg.key),
+                participant_id: lend(&leg.participant_id),
+                user_id: lend(&leg.user_id),
+                queue_id: lend(&leg.queue_id),
                 started_at: leg.started_at,
                 end: leg.end.as_ref().map(|end| StoredLegEnd {
                     at: end.at,
-                    disconnect_type: kind_text(&end.disconnect_type),
+                    disconnect_type: lend(&end.disconnect_type),
                     interacting_duration_ms: end.interacting_duration_ms,
-                    correlation_id: text(&end.correlation_id),
+                    correlation_id: lend(&end.correlation_id),
                 }),
                 acw: leg.acw.as_ref().map(|acw| StoredAcw {
                     at: acw.at,
-                    wrapup_code: text(&acw.wrapup_code),
+                    wrapup_code: lend(&acw.wrapup_code),
                 }),
             })
             .collect(),
@@ -169,19 +167,19 @@ pub fn write_conversation(state: &ConversationState) -> String {
             .iter()
             .map(|customer| StoredCustomerEnd {
                 at: customer.at,
-                leg: customer.leg.to_string(),
-                disconnect_type: kind_text(&customer.disconnect_type),
-                correlation_id: text(&customer.correlation_id),
+                leg: Cow::Borrowed(&customer.leg),
+                disconnect_type: lend(&customer.disconnect_type),
+                correlation_id: lend(&customer.correlation_id),
             })
             .collect(),
         candidate: state.candidate.as_ref().map(|c| StoredCandidate {
-            leg: c.leg.to_string(),
+            leg: Cow::Borrowed(&c.leg),
             end_at: c.end_at,
             due_at_ms: c.due_at_ms,
         }),
         seen: StoredSeen {
-            current: current.to_vec(),
-            previous: previous.to_vec(),
+            current: Cow::Borrowed(current),
+            previous: Cow::Borrowed(previous),
             current_since_ms,
         },
         too_large: state.too_large,
@@ -194,32 +192,32 @@ pub fn read_conversation(json: &str) -> Result<ConversationState, FormatError> {
     let stored: StoredConversation = serde_json::from_str(json)?;
     check(stored.format)?;
     Ok(ConversationState {
-        genesys_organization_id: CompactId::new(&stored.genesys_organization_id),
-        bot_user_id: id(&stored.bot_user_id),
+        genesys_organization_id: stored.genesys_organization_id.into_owned(),
+        bot_user_id: own(stored.bot_user_id),
         episode: stored.episode,
         last_end: stored.last_end.map(|last| LastEnd {
             at: last.at,
             episode: last.episode,
-            closed_legs: last.closed_legs,
+            closed_legs: last.closed_legs.into_owned(),
         }),
         legs: stored
             .legs
             .into_iter()
             .map(|leg| Leg {
-                key: CompactId::new(&leg.key),
-                participant_id: id(&leg.participant_id),
-                user_id: id(&leg.user_id),
-                queue_id: id(&leg.queue_id),
+                key: leg.key.into_owned(),
+                participant_id: own(leg.participant_id),
+                user_id: own(leg.user_id),
+                queue_id: own(leg.queue_id),
                 started_at: leg.started_at,
                 end: leg.end.map(|end| LegEnd {
                     at: end.at,
-                    disconnect_type: kind(&end.disconnect_type),
+                    disconnect_type: own(end.disconnect_type),
                     interacting_duration_ms: end.interacting_duration_ms,
-                    correlation_id: id(&end.correlation_id),
+                    correlation_id: own(end.correlation_id),
                 }),
                 acw: leg.acw.map(|acw| LegAcw {
                     at: acw.at,
-                    wrapup_code: id(&acw.wrapup_code),
+                    wrapup_code: own(acw.wrapup_code),
                 }),
             })
             .collect(),
@@ -228,19 +226,19 @@ pub fn read_conversation(json: &str) -> Result<ConversationState, FormatError> {
             .into_iter()
             .map(|customer| CustomerEnd {
                 at: customer.at,
-                leg: CompactId::new(&customer.leg),
-                disconnect_type: kind(&customer.disconnect_type),
-                correlation_id: id(&customer.correlation_id),
+                leg: customer.leg.into_owned(),
+                disconnect_type: own(customer.disconnect_type),
+                correlation_id: own(customer.correlation_id),
             })
             .collect(),
         candidate: stored.candidate.map(|c| Candidate {
-            leg: CompactId::new(&c.leg),
+            leg: c.leg.into_owned(),
             end_at: c.end_at,
             due_at_ms: c.due_at_ms,
         }),
         seen: SeenSet::from_parts(
-            stored.seen.current,
-            stored.seen.previous,
+            stored.seen.current.into_owned(),
+            stored.seen.previous.into_owned(),
             stored.seen.current_since_ms,
         ),
         too_large: stored.too_large,
@@ -268,7 +266,7 @@ struct StoredEnd {
     user_id: Option<String>,
     /// `user.end` or `customer.end`.
     reason: String,
-    disconnect_type: Option<String>,
+    disconnect_type: Option<DisconnectType>,
     ended_at: i64,
     episode: u32,
     transfers: u32,
@@ -320,7 +318,7 @@ pub fn write_delivery(delivery: &Delivery) -> String {
             genesys_organization_id: end.genesys_organization_id.clone(),
             user_id: end.user_id.clone(),
             reason: end.reason.as_str().to_owned(),
-            disconnect_type: kind_text(&end.disconnect_type),
+            disconnect_type: end.disconnect_type.clone(),
             ended_at: end.ended_at,
             episode: end.episode,
             transfers: end.transfers,
@@ -358,7 +356,7 @@ pub fn read_delivery(json: &str) -> Result<Delivery, FormatError> {
             genesys_organization_id: end.genesys_organization_id,
             user_id: end.user_id,
             reason,
-            disconnect_type: kind(&end.disconnect_type),
+            disconnect_type: end.disconnect_type,
             ended_at: end.ended_at,
             episode: end.episode,
             transfers: end.transfers,
