@@ -96,7 +96,7 @@ impl Serialize for DisconnectType {
 
 impl<'de> Deserialize<'de> for DisconnectType {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        let text = String::deserialize(deserializer)?;
         Ok(DisconnectType::parse(&text))
     }
 }
