@@ -71,6 +71,22 @@ fn conversation_state_of_the_previous_release_reads_and_writes_back_the_same() {
     );
 }
 
+/// The parts of a format-1 state the fixture's two conversations leave empty: customer ends (with a
+/// UUID and a non-UUID leg, a known and an unlisted disconnect type), an id that JSON must escape,
+/// and the `too_large` flag. Written as the first releases wrote them; they must read and write
+/// back the same, ids and disconnect types as the very text they were.
+#[test]
+fn customer_ends_unlisted_disconnect_types_and_escaped_ids_write_back_the_same() {
+    let written = r#"{"genesys_organization_id":"3f2c9d1e-7a44-4c1b-8e0f-5b6a7c8d9e01","bot_user_id":"bot \"quoted\" \u0001","episode":3,"last_end":null,"legs":[{"key":"session-A","participant_id":null,"user_id":null,"queue_id":null,"started_at":null,"end":{"at":1762000060000,"disconnect_type":"QUANTUM_TUNNEL","interacting_duration_ms":null,"correlation_id":null},"acw":null}],"customer_ends":[{"at":1762000070000,"leg":"5d6e7f80-9a0b-4c1d-8e2f-3a4b5c6d7e8f","disconnect_type":"CLIENT","correlation_id":"c4d5e6f7-0819-4a2b-b3c4-d5e6f708192a"},{"at":1762000080000,"leg":"session-A","disconnect_type":"QUANTUM_TUNNEL","correlation_id":null}],"candidate":{"leg":"session-A","end_at":1762000080000,"due_at_ms":1762000110000},"seen":{"current":[1,18446744073709551615],"previous":[7],"current_since_ms":1762000000000},"too_large":true}"#;
+    let state = format::read_conversation(written).expect("the state reads");
+    assert_eq!(state.customer_ends.len(), 2);
+    assert!(state.too_large);
+    assert_eq!(
+        without_format(&format::write_conversation(&state)),
+        serde_json::from_str::<Value>(written).unwrap()
+    );
+}
+
 #[test]
 fn deliveries_and_timer_members_of_the_previous_release_read_and_write_back_the_same() {
     let (mut deliveries, mut members) = (0, 0);
