@@ -74,6 +74,7 @@ enum Mode {
     Scaling,
     Latency,
     BaselineServer(String),
+    Help,
 }
 
 /// The mode from the arguments; anything unknown is an error, never a full run that would
@@ -95,6 +96,7 @@ fn mode(args: &[String]) -> Result<Mode, String> {
         },
         Some("--scaling") => Mode::Scaling,
         Some("--latency") => Mode::Latency,
+        Some("--help" | "-h") => Mode::Help,
         Some("--baseline-server") => match rest.next() {
             Some(addr) => Mode::BaselineServer(addr.clone()),
             None => return Err("--baseline-server needs an address".into()),
@@ -115,13 +117,10 @@ async fn main() {
         Ok(Mode::Scaling) => return scaling().await,
         Ok(Mode::Latency) => return latency_rounds().await,
         Ok(Mode::BaselineServer(addr)) => return baseline_server(&addr).await,
+        Ok(Mode::Help) => return println!("{USAGE}"),
         Err(problem) => {
-            let help = args.iter().any(|a| a == "--help" || a == "-h");
-            if !help {
-                eprintln!("{problem}");
-            }
-            eprintln!("{USAGE}");
-            std::process::exit(if help { 0 } else { 2 });
+            eprintln!("{problem}\n{USAGE}");
+            std::process::exit(2);
         }
     };
     let plan = Plan::new(smoke);
