@@ -204,7 +204,7 @@ pub struct StoreHealth {
     pub eviction_policy: Option<String>,
 }
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     #[error("state store unavailable: {0}")]
     Unavailable(String),

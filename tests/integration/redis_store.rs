@@ -355,3 +355,34 @@ async fn conversation_state_stays_small_and_every_key_expires() {
         "{per_conversation} bytes per conversation"
     );
 }
+
+/// The grace-window loop and the outbox loop share the buckets' breaker, and each logs a failure
+/// only when its text changes. A bucket resting after one loop's failure must therefore give the
+/// other loop that same failure, not a text of its own: otherwise both loops log on every round.
+#[tokio::test]
+async fn a_resting_bucket_gives_every_loop_the_failure_that_made_it_rest() {
+    let server = RedisServer::start();
+    // A replica of nothing: it answers, and refuses every write.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(1)
+        .query(&mut server.connection())
+        .unwrap();
+    let store = store(&server);
+    let now_ms = 1_000;
+    let timers = store.due_timers(now_ms, 10).await;
+    let failure = timers
+        .failure
+        .expect("a read-only replica refuses the claim");
+    assert!(!timers.answered);
+    assert!(
+        failure.to_string().contains("ReadOnly"),
+        "the claim fails for what Redis says: {failure}"
+    );
+    let deliveries = store.claim_deliveries(now_ms, 10, 1_000).await;
+    assert_eq!(
+        deliveries.failure.map(|f| f.to_string()),
+        Some(failure.to_string()),
+        "the outbox loop, skipping the resting buckets, reports the same failure"
+    );
+}

@@ -168,13 +168,6 @@ impl Bucket {
     }
 }
 
-fn resting(bucket: Bucket) -> StoreError {
-    StoreError::Unavailable(format!(
-        "bucket {} failed a moment ago; background work leaves it alone for a while",
-        bucket.0
-    ))
-}
-
 fn member(key: &ConversationKey) -> String {
     format::write_timer_member(key)
 }
@@ -484,8 +477,8 @@ impl RedisStore {
             if room == 0 {
                 break;
             }
-            if self.breaker.resting(bucket.0) {
-                claimed.failure.get_or_insert(resting(bucket));
+            if let Some(cause) = self.breaker.resting(bucket.0) {
+                claimed.failure.get_or_insert(cause);
                 continue;
             }
             match claim(bucket, room).await {
@@ -495,7 +488,7 @@ impl RedisStore {
                     claimed.items.extend(items);
                 }
                 Err(error) => {
-                    self.breaker.failed(bucket.0);
+                    self.breaker.failed(bucket.0, &error);
                     claimed.failure = Some(error);
                 }
             }
@@ -787,8 +780,8 @@ async fn earliest(
     let mut answered = false;
     let mut failure = None;
     for bucket in Bucket::all() {
-        if store.breaker.resting(bucket.0) {
-            failure.get_or_insert(resting(bucket));
+        if let Some(cause) = store.breaker.resting(bucket.0) {
+            failure.get_or_insert(cause);
             continue;
         }
         let key = set(&bucket);
@@ -808,7 +801,7 @@ async fn earliest(
                 }
             }
             Err(error) => {
-                store.breaker.failed(bucket.0);
+                store.breaker.failed(bucket.0, &error);
                 failure = Some(error);
             }
         }
