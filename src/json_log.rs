@@ -70,10 +70,11 @@ impl Fields<'_, '_> {
         if self.result.is_err() {
             return;
         }
+        // Each write goes through a `dyn Write`: the punctuation goes in with as few as it can.
         self.result = (|| {
-            self.out.write_char(',')?;
-            quoted(self.out, field.name())?;
-            self.out.write_char(':')?;
+            self.out.write_str(",\"")?;
+            Escaped(self.out).write_str(field.name())?;
+            self.out.write_str("\":")?;
             value(self.out)
         })();
     }
@@ -124,20 +125,38 @@ fn quoted(out: &mut impl Write, text: &str) -> fmt::Result {
     out.write_char('"')
 }
 
+/// Bytes that may need escaping: the ASCII control characters, quote, backslash, DEL, and 0xC2,
+/// the first byte of the C1 control characters (U+0080..U+009F).
+const MAY_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[0x7F] = true;
+    table[0xC2] = true;
+    table
+};
+
 /// Escapes what JSON requires (quote, backslash, control characters) on the way through.
 struct Escaped<'a, W: Write>(&'a mut W);
 
 impl<W: Write> Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        // Byte by byte: everything to escape is ASCII, or C1 (U+0080..U+009F, encoded 0xC2
-        // 0x80..0x9F), so a cut before any of them is always on a character boundary.
+        // Everything to escape is ASCII, or C1 (encoded 0xC2 0x80..0x9F), so a cut before any of
+        // them is always on a character boundary. The scan is one table look-up per byte: the
+        // decision line passes a few hundred bytes through here for every event.
         let bytes = text.as_bytes();
         let mut plain = 0;
         let mut at = 0;
-        while at < bytes.len() {
+        while let Some(found) = bytes[at..].iter().position(|b| MAY_ESCAPE[*b as usize]) {
+            at += found;
             let byte = bytes[at];
             let c1 = byte == 0xC2 && bytes.get(at + 1).is_some_and(|b| (0x80..=0x9F).contains(b));
-            if !(byte < 0x20 || byte == b'"' || byte == b'\\' || byte == 0x7F || c1) {
+            if byte == 0xC2 && !c1 {
                 at += 1;
                 continue;
             }
@@ -178,6 +197,9 @@ mod tests {
             "escape \u{1b}[31m and \u{0} and \u{7f}",
             "unicode é ✓ 𝄞",
             "C1 \u{9b}31m, \u{85} and \u{80}\u{9f} beside é\u{a0}ÿ",
+            "ends with C1 \u{9f}",
+            "\u{a2}",
+            "\u{1}",
         ] {
             let json = escaped(text);
             let back: String =
