@@ -170,19 +170,21 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         return Ok(());
     };
     let text = value.to_str().unwrap_or_default();
-    let mime = text
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if mime == "application/json" || mime.ends_with("+json") {
+    let mime = text.split(';').next().unwrap_or_default().trim();
+    if mime.eq_ignore_ascii_case("application/json") || ends_with_ignoring_case(mime, "+json") {
         Ok(())
     } else {
         Err(ApiError::UnsupportedMediaType(
             text.chars().take(100).collect(),
         ))
     }
+}
+
+/// Whether `text` ends with `suffix` (ASCII), in any case: a media type, compared without a
+/// lowercased copy per request.
+fn ends_with_ignoring_case(text: &str, suffix: &str) -> bool {
+    text.len() >= suffix.len()
+        && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -273,14 +273,26 @@ async fn non_json_content_type_is_415_and_absent_or_json_variants_pass() {
             .body(Body::from(sample("other-topic-audit.json")))
             .unwrap()
     };
-    let answer = send(&svc, request(Some("text/plain"))).await;
-    assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(answer.body["error"], "unsupported_media_type");
+    for refused in [
+        "text/plain",
+        "json",
+        "application/jsonx",
+        "application/json+xml",
+    ] {
+        let answer = send(&svc, request(Some(refused))).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{refused}"
+        );
+        assert_eq!(answer.body["error"], "unsupported_media_type");
+    }
     for passing in [
         None,
         Some("application/json"),
         Some("Application/JSON; charset=utf-8"),
         Some("application/cloudevents+json"),
+        Some("application/problem+JSON"),
     ] {
         assert_eq!(
             send(&svc, request(passing)).await.status,
