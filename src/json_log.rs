@@ -189,6 +189,24 @@ mod tests {
     }
 
     #[test]
+    fn random_strings_come_back_the_same() {
+        let pool = [
+            'a', 'Z', '0', ' ', '"', '\\', '\n', '\u{1}', '\u{7f}', 'é', '\u{85}', '\u{a0}', '✓',
+        ];
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..20_000 {
+            let text: String = (0..rng.usize(0..40))
+                .map(|_| pool[rng.usize(0..pool.len())])
+                .collect();
+            let json = escaped(&text);
+            let back: String =
+                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(back, text);
+            assert!(!json.chars().any(char::is_control), "{json}");
+        }
+    }
+
+    #[test]
     fn strings_are_valid_json_whatever_they_hold() {
         for text in [
             "plain",
@@ -198,6 +216,7 @@ mod tests {
             "unicode é ✓ 𝄞",
             "C1 \u{9b}31m, \u{85} and \u{80}\u{9f} beside é\u{a0}ÿ",
             "ends with C1 \u{9f}",
+            "a plain stretch of more than sixteen bytes, then \" and a short tail \u{1}",
             "\u{a2}",
             "\u{1}",
         ] {
