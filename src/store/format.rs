@@ -395,6 +395,11 @@ pub const BUCKETS: u32 = 16;
 /// <conversationId>`, modulo [`BUCKETS`]. Frozen: the first releases placed keys so, whatever the
 /// engine's own fingerprints become.
 pub fn bucket_of(key: &ConversationKey) -> u32 {
-    let joined = format!("{}\u{1f}{}", key.organisation_id, key.conversation_id);
+    let joined = [
+        key.organisation_id.as_str(),
+        "\u{1f}",
+        key.conversation_id.as_str(),
+    ]
+    .concat();
     (fnv1a(&[b"leg", joined.as_bytes()]) % u64::from(BUCKETS)) as u32
 }
