@@ -52,6 +52,7 @@ use connection::{Connection, Connector, Recovery, recovery, slot_of};
 use recent::{Recent, Record, Stamp};
 use redis::{RedisResult, Script, Value};
 use std::future::Future;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -122,26 +123,13 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
 #[derive(Clone, Copy)]
 struct Bucket(u32);
 
-/// Each bucket's key prefix, `hr:{hr<n>}:`, by bucket (a unit test checks them against
-/// [`BUCKETS`]).
-const KEY_PREFIXES: [&str; BUCKETS as usize] = [
-    "hr:{hr0}:",
-    "hr:{hr1}:",
-    "hr:{hr2}:",
-    "hr:{hr3}:",
-    "hr:{hr4}:",
-    "hr:{hr5}:",
-    "hr:{hr6}:",
-    "hr:{hr7}:",
-    "hr:{hr8}:",
-    "hr:{hr9}:",
-    "hr:{hr10}:",
-    "hr:{hr11}:",
-    "hr:{hr12}:",
-    "hr:{hr13}:",
-    "hr:{hr14}:",
-    "hr:{hr15}:",
-];
+/// Each bucket's key prefix, `hr:{hr<n>}:`, made once: every update puts several keys
+/// together from it, and `format!` per key cost more than the copying.
+static KEY_PREFIXES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    Bucket::all()
+        .map(|bucket| format!("hr:{{hr{}}}:", bucket.0))
+        .collect()
+});
 
 impl Bucket {
     fn of(key: &ConversationKey) -> Self {
@@ -156,10 +144,9 @@ impl Bucket {
         self.key_of(&[name])
     }
 
-    /// `hr:{hr<n>}:` and then `parts`: every key of the bucket. Put together without `format!`,
-    /// whose machinery cost more than the copying, for the several keys each update builds.
+    /// `hr:{hr<n>}:` and then `parts`: every key of the bucket.
     fn key_of(&self, parts: &[&str]) -> String {
-        let prefix = KEY_PREFIXES[self.0 as usize];
+        let prefix = &KEY_PREFIXES[self.0 as usize];
         let length = prefix.len() + parts.iter().map(|part| part.len()).sum::<usize>();
         let mut key = String::with_capacity(length);
         key.push_str(prefix);
@@ -870,16 +857,11 @@ mod tests {
     }
 
     #[test]
-    fn every_bucket_has_its_own_key_prefix() {
-        for bucket in Bucket::all() {
-            assert_eq!(
-                KEY_PREFIXES[bucket.0 as usize],
-                format!("hr:{{hr{}}}:", bucket.0)
-            );
-        }
+    fn keys_are_the_bucket_prefix_and_their_parts() {
         let key = ConversationKey::new("handover-prod", "8a1b2c3d");
         assert_eq!(Bucket(7).state(&key), "hr:{hr7}:c:handover-prod:8a1b2c3d");
         assert_eq!(Bucket(15).timers(), "hr:{hr15}:timers");
+        assert_eq!(Bucket(0).epoch(), "hr:{hr0}:epoch");
     }
 
     #[test]
