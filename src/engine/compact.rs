@@ -14,32 +14,51 @@ pub enum CompactId {
 const UUID_LEN: usize = 36;
 const DASHES: [usize; 4] = [8, 13, 18, 23];
 
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        _ => None,
+/// Each byte's value as a lowercase hex digit, or `NOT_HEX`.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        table[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        digit += 1;
     }
-}
+    table
+};
+const NOT_HEX: u8 = 0xFF;
+
+/// Where the 32 hex digits of a canonical UUID sit: every position but the dashes.
+const DIGIT_AT: [usize; 32] = {
+    let mut positions = [0; 32];
+    let (mut at, mut digit) = (0, 0);
+    while at < UUID_LEN {
+        if at != DASHES[0] && at != DASHES[1] && at != DASHES[2] && at != DASHES[3] {
+            positions[digit] = at;
+            digit += 1;
+        }
+        at += 1;
+    }
+    positions
+};
 
 /// The 16 bytes of a canonical lowercase UUID (`8-4-4-4-12`), or `None`.
+///
+/// Every event parses its conversation and leg ids here, and the engine compares the event's
+/// leg with the stored ones through it (`is`): one table look-up per digit, no branch per byte.
 fn parse_uuid(text: &str) -> Option<[u8; 16]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != UUID_LEN || DASHES.iter().any(|&i| bytes[i] != b'-') {
+    let bytes: &[u8; UUID_LEN] = text.as_bytes().try_into().ok()?;
+    if DASHES.iter().any(|&at| bytes[at] != b'-') {
         return None;
     }
-    let mut digits = bytes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !DASHES.contains(i))
-        .map(|(_, b)| *b);
     let mut out = [0u8; 16];
-    for slot in &mut out {
-        let high = hex_value(digits.next()?)?;
-        let low = hex_value(digits.next()?)?;
+    // Digits are below 16; one `NOT_HEX` anywhere leaves its high bits set here.
+    let mut seen = 0u8;
+    for (slot, pair) in out.iter_mut().zip(DIGIT_AT.chunks_exact(2)) {
+        let high = HEX_VALUE[usize::from(bytes[pair[0]])];
+        let low = HEX_VALUE[usize::from(bytes[pair[1]])];
+        seen |= high | low;
         *slot = high << 4 | low;
     }
-    Some(out)
+    (seen < 16).then_some(out)
 }
 
 impl CompactId {
@@ -144,6 +163,56 @@ mod tests {
             assert!(matches!(id, CompactId::Text(_)), "{text}");
             assert_eq!(id.to_string(), text);
             assert!(id.is(text));
+        }
+    }
+
+    /// The plain definition: 36 bytes, dashes at 8, 13, 18 and 23, lowercase hex elsewhere.
+    fn is_canonical_uuid(text: &str) -> bool {
+        text.len() == UUID_LEN
+            && text.bytes().enumerate().all(|(at, byte)| {
+                if DASHES.contains(&at) {
+                    byte == b'-'
+                } else {
+                    byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)
+                }
+            })
+    }
+
+    #[test]
+    fn exactly_the_canonical_uuids_are_inline_and_every_id_reads_back() {
+        let canonical = "8a1b2c3d-4e5f-4a6b-9c7d-0e1f2a3b4c5d";
+        let pool = [
+            '0', '9', 'a', 'f', 'g', 'A', 'F', '-', ' ', '/', ':', '`', '\u{0}', 'é', '\u{ff}',
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..50_000 {
+            // A canonical UUID with a few characters changed, sometimes one longer or shorter.
+            let mut chars: Vec<char> = canonical.chars().collect();
+            for _ in 0..rng.usize(0..3) {
+                let at = rng.usize(0..chars.len());
+                chars[at] = pool[rng.usize(0..pool.len())];
+            }
+            match rng.u8(0..10) {
+                0 => chars.push(pool[rng.usize(0..pool.len())]),
+                1 => {
+                    chars.pop();
+                }
+                _ => {}
+            }
+            let text: String = chars.into_iter().collect();
+            let id = CompactId::new(&text);
+            assert_eq!(
+                matches!(id, CompactId::Uuid(_)),
+                is_canonical_uuid(&text),
+                "{text:?}"
+            );
+            assert_eq!(id.to_string(), text);
+            assert!(id.is(&text), "{text:?}");
+            assert_eq!(
+                CompactId::new(canonical).is(&text),
+                text == canonical,
+                "{text:?}"
+            );
         }
     }
 
