@@ -4,6 +4,7 @@
 //! tracing-subscriber's JSON format with flattened events, at a fraction of its cost: that
 //! format builds a serde map per event, and the decision line is written for every event.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -12,6 +13,16 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 pub struct JsonLine;
+
+/// A line longer than this (a long error text, say) is not kept as the next line's buffer.
+const KEPT_LINE_CAPACITY: usize = 4096;
+
+thread_local! {
+    /// Each thread's line, put together here and handed to tracing's writer in one write. Every
+    /// write into tracing's `Writer` is a `dyn` call, and a line takes about fifty of them; into
+    /// a `String` they are plain copies.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
 
 impl<S> FormatEvent<S, JsonFields> for JsonLine
 where
@@ -23,64 +34,94 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let metadata = event.metadata();
-        writer.write_str("{\"timestamp\":\"")?;
-        crate::clock::write_rfc3339_millis(&mut writer, crate::clock::now_ms() as i64)?;
-        writer.write_str("\",\"level\":\"")?;
-        writer.write_str(metadata.level().as_str())?;
-        writer.write_char('"')?;
-        let mut fields = Fields {
-            out: &mut writer,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        writer.write_str(",\"target\":")?;
-        quoted(&mut writer, metadata.target())?;
-        if let Some(span) = ctx.lookup_current() {
-            writer.write_str(",\"span\":{\"name\":")?;
-            quoted(&mut writer, span.name())?;
-            let extensions = span.extensions();
-            if let Some(formatted) = extensions.get::<FormattedFields<JsonFields>>() {
-                // JsonFields keeps a span's fields as one JSON object: its members go in as they are.
-                let members = formatted.fields.trim();
-                let members = members
-                    .strip_prefix('{')
-                    .and_then(|m| m.strip_suffix('}'))
-                    .unwrap_or("");
-                if !members.is_empty() {
-                    writer.write_char(',')?;
-                    writer.write_str(members)?;
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                let written =
+                    write_line(&mut line, ctx, event).and_then(|()| writer.write_str(&line));
+                if line.capacity() > KEPT_LINE_CAPACITY {
+                    *line = String::new();
                 }
+                written
             }
-            writer.write_char('}')?;
-        }
-        writer.write_str("}\n")
+            // Only if a line were written while this thread's is: tracing drops an event
+            // dispatched from inside its subscriber, so a buffer of its own rather than a panic.
+            Err(_) => {
+                let mut line = String::new();
+                write_line(&mut line, ctx, event)?;
+                writer.write_str(&line)
+            }
+        })
     }
+}
+
+/// One event as a JSON object and a line break.
+fn write_line<S>(
+    out: &mut String,
+    ctx: &FmtContext<'_, S, JsonFields>,
+    event: &Event<'_>,
+) -> fmt::Result
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let metadata = event.metadata();
+    out.push_str("{\"timestamp\":\"");
+    crate::clock::write_rfc3339_millis(out, crate::clock::now_ms() as i64)?;
+    out.push_str("\",\"level\":\"");
+    out.push_str(metadata.level().as_str());
+    out.push('"');
+    let mut fields = Fields {
+        out,
+        result: Ok(()),
+    };
+    event.record(&mut fields);
+    fields.result?;
+    out.push_str(",\"target\":");
+    quoted(out, metadata.target())?;
+    if let Some(span) = ctx.lookup_current() {
+        out.push_str(",\"span\":{\"name\":");
+        quoted(out, span.name())?;
+        let extensions = span.extensions();
+        if let Some(formatted) = extensions.get::<FormattedFields<JsonFields>>() {
+            // JsonFields keeps a span's fields as one JSON object: its members go in as they are.
+            let members = formatted.fields.trim();
+            let members = members
+                .strip_prefix('{')
+                .and_then(|m| m.strip_suffix('}'))
+                .unwrap_or("");
+            if !members.is_empty() {
+                out.push(',');
+                out.push_str(members);
+            }
+        }
+        out.push('}');
+    }
+    out.push_str("}\n");
+    Ok(())
 }
 
 /// Writes each field as `,"name":value`.
-struct Fields<'a, 'w> {
-    out: &'a mut Writer<'w>,
+struct Fields<'a> {
+    out: &'a mut String,
     result: fmt::Result,
 }
 
-impl Fields<'_, '_> {
-    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+impl Fields<'_> {
+    fn member(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
-        // Each write goes through a `dyn Write`: the punctuation goes in with as few as it can.
-        self.result = (|| {
-            self.out.write_str(",\"")?;
-            Escaped(self.out).write_str(field.name())?;
-            self.out.write_str("\":")?;
-            value(self.out)
-        })();
+        self.out.push_str(",\"");
+        self.result = Escaped(&mut *self.out)
+            .write_str(field.name())
+            .and_then(|()| {
+                self.out.push_str("\":");
+                value(self.out)
+            });
     }
 }
 
-impl Visit for Fields<'_, '_> {
+impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.member(field, |out| quoted(out, value));
     }
@@ -228,36 +269,79 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_line_has_the_fields_of_the_event_and_of_its_span() {
-        use std::sync::{Arc, Mutex};
-        use tracing_subscriber::fmt::MakeWriter;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::MakeWriter;
 
-        #[derive(Clone, Default)]
-        struct Lines(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Lines {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        impl<'a> MakeWriter<'a> for Lines {
-            type Writer = Lines;
-            fn make_writer(&'a self) -> Lines {
-                self.clone()
-            }
-        }
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
 
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
+        }
+    }
+
+    /// The lines `log` writes through `JsonLine`, parsed.
+    fn logged(log: impl FnOnce()) -> Vec<serde_json::Value> {
         let lines = Lines::default();
         let subscriber = tracing_subscriber::fmt()
             .fmt_fields(JsonFields::new())
             .event_format(JsonLine)
             .with_writer(lines.clone())
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, log);
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_field_that_logs_while_its_line_is_written_leaves_the_line_whole() {
+        struct Chatty;
+        impl fmt::Debug for Chatty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                tracing::info!(inner = "yes", "from inside");
+                f.write_str("chatty")
+            }
+        }
+        let parsed = logged(|| tracing::info!(before = "b", value = ?Chatty, after = "a", "outer"));
+        // tracing drops an event dispatched from inside its subscriber: only the outer line.
+        assert_eq!(parsed.len(), 1, "{parsed:?}");
+        assert_eq!(parsed[0]["message"], "outer");
+        assert_eq!(parsed[0]["before"], "b");
+        assert_eq!(parsed[0]["value"], "chatty");
+        assert_eq!(parsed[0]["after"], "a");
+    }
+
+    #[test]
+    fn a_long_line_leaves_the_next_one_whole() {
+        let long = "x".repeat(3 * KEPT_LINE_CAPACITY);
+        let parsed = logged(|| {
+            tracing::warn!(error = long.as_str(), "long");
+            tracing::info!(conversationId = "c-2", "short");
+        });
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0]["error"], long.as_str());
+        assert_eq!(parsed[1]["message"], "short");
+        assert_eq!(parsed[1]["conversationId"], "c-2");
+        assert!(parsed[1].get("error").is_none());
+    }
+
+    #[test]
+    fn a_line_has_the_fields_of_the_event_and_of_its_span() {
+        let parsed = logged(|| {
             tracing::info!(
                 conversationId = "c-1",
                 episode = 2u64,
@@ -268,11 +352,6 @@ mod tests {
             let _entered = span.enter();
             tracing::warn!(error = %"refused\nby peer", "not delivered");
         });
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-        let parsed: Vec<serde_json::Value> = text
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
-            .collect();
         assert_eq!(parsed.len(), 2);
         assert_eq!(parsed[0]["level"], "INFO");
         assert_eq!(parsed[0]["message"], "event \"processed\"");
