@@ -158,7 +158,8 @@ async fn handle_event(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> 
             status: StatusCode::ACCEPTED,
             body: AnswerBody::Outcome(Outcome::Accepted {
                 decision: decision.as_str(),
-                conversation_id: event.key.conversation_id.to_string(),
+                // Moved, not copied: the event is done with.
+                conversation_id: event.key.conversation_id.into_string(),
             }),
         },
     })
