@@ -82,22 +82,31 @@ impl CompactId {
         match self {
             CompactId::Text(own) => f(own),
             CompactId::Uuid(bytes) => {
-                let mut buffer = [0u8; UUID_LEN];
-                let mut at = 0;
-                for (i, byte) in bytes.iter().enumerate() {
-                    if matches!(i, 4 | 6 | 8 | 10) {
-                        buffer[at] = b'-';
-                        at += 1;
-                    }
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    buffer[at] = HEX[usize::from(byte >> 4)];
-                    buffer[at + 1] = HEX[usize::from(byte & 0xf)];
-                    at += 2;
-                }
-                f(std::str::from_utf8(&buffer).expect("hex digits and dashes"))
+                let text = uuid_text(bytes);
+                f(std::str::from_utf8(&text).expect("hex digits and dashes"))
             }
         }
     }
+
+    /// The canonical text of an id kept as a UUID (ASCII hex digits and dashes, nothing to
+    /// escape anywhere), or `None` for an id kept as text.
+    pub fn uuid_text(&self) -> Option<[u8; UUID_LEN]> {
+        match self {
+            CompactId::Uuid(bytes) => Some(uuid_text(bytes)),
+            CompactId::Text(_) => None,
+        }
+    }
+}
+
+/// A UUID's 16 bytes as its canonical lowercase text.
+fn uuid_text(bytes: &[u8; 16]) -> [u8; UUID_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [b'-'; UUID_LEN];
+    for (byte, pair) in bytes.iter().zip(DIGIT_AT.chunks_exact(2)) {
+        text[pair[0]] = HEX[usize::from(byte >> 4)];
+        text[pair[1]] = HEX[usize::from(byte & 0xf)];
+    }
+    text
 }
 
 impl From<&str> for CompactId {

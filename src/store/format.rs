@@ -19,6 +19,9 @@ use crate::hash::fnv1a;
 use crate::store::Delivery;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::cell::RefCell;
+
+mod state_json;
 
 /// The format this build writes.
 pub const FORMAT: u32 = 1;
@@ -120,6 +123,7 @@ struct StoredSeen<'a> {
     current_since_ms: u64,
 }
 
+#[cfg(test)]
 fn lend<T: Clone>(value: &Option<T>) -> Option<Cow<'_, T>> {
     value.as_ref().map(Cow::Borrowed)
 }
@@ -128,8 +132,50 @@ fn own<T: Clone>(value: Option<Cow<'_, T>>) -> Option<T> {
     value.map(Cow::into_owned)
 }
 
+thread_local! {
+    /// Each thread's buffer for the state's JSON: a commit writes the whole state (a few KB),
+    /// and the Redis command copies it, so the buffer is reused instead of grown anew each time.
+    static STATE_JSON: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer larger than this (an unusually large state) is not kept for the next one.
+const KEPT_STATE_JSON_CAPACITY: usize = 64 * 1024;
+
+/// Runs `use_json` on a conversation's state as the store writes it (UTF-8 JSON).
+pub fn with_conversation_json<R>(
+    state: &ConversationState,
+    use_json: impl FnOnce(&[u8]) -> R,
+) -> R {
+    STATE_JSON.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut json) => {
+            json.clear();
+            state_json::write(state, &mut json);
+            let result = use_json(&json);
+            if json.capacity() > KEPT_STATE_JSON_CAPACITY {
+                *json = Vec::new();
+            }
+            result
+        }
+        // Only if `use_json` wrote a state itself: a buffer of its own rather than a panic.
+        Err(_) => {
+            let mut json = Vec::new();
+            state_json::write(state, &mut json);
+            use_json(&json)
+        }
+    })
+}
+
 /// A conversation's state as the store writes it.
 pub fn write_conversation(state: &ConversationState) -> String {
+    with_conversation_json(state, |json| {
+        String::from_utf8(json.to_vec()).expect("the state's JSON is UTF-8")
+    })
+}
+
+/// The state's JSON as serde_json writes the records: what `state_json` must give, byte for
+/// byte.
+#[cfg(test)]
+fn write_conversation_through_serde(state: &ConversationState) -> String {
     let (current, previous, current_since_ms) = state.seen.parts();
     let stored = StoredConversation {
         format: FORMAT,
@@ -402,4 +448,135 @@ pub fn bucket_of(key: &ConversationKey) -> u32 {
     ]
     .concat();
     (fnv1a(&[b"leg", joined.as_bytes()]) % u64::from(BUCKETS)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random states of every shape: ids as UUIDs and as text needing escapes, every optional
+    /// part present or absent, numbers at their extremes.
+    struct States(fastrand::Rng);
+
+    impl States {
+        fn id(&mut self) -> CompactId {
+            let rng = &mut self.0;
+            match rng.u8(0..6) {
+                0 => CompactId::new("cognigy-user-5f0d8c2e"),
+                1 => CompactId::new("quote \" backslash \\ tab \t nul \u{0} del \u{7f} é ✓"),
+                2 => CompactId::new(""),
+                3 => CompactId::new("8A1B2C3D-4E5F-4A6B-9C7D-0E1F2A3B4C5D"),
+                _ => CompactId::Uuid(std::array::from_fn(|_| rng.u8(..))),
+            }
+        }
+
+        fn maybe<T>(&mut self, make: impl FnOnce(&mut Self) -> T) -> Option<T> {
+            self.0.bool().then(|| make(self))
+        }
+
+        fn time(&mut self) -> i64 {
+            match self.0.u8(0..4) {
+                0 => i64::MIN,
+                1 => -1,
+                2 => i64::MAX,
+                _ => self.0.i64(1_700_000_000_000..1_900_000_000_000),
+            }
+        }
+
+        fn prints(&mut self) -> Vec<u64> {
+            let rng = &mut self.0;
+            (0..rng.usize(0..6))
+                .map(|_| match rng.u8(0..3) {
+                    0 => 0,
+                    1 => u64::MAX,
+                    _ => rng.u64(..),
+                })
+                .collect()
+        }
+
+        fn disconnect_type(&mut self) -> DisconnectType {
+            let text = self
+                .0
+                .choice(["TRANSFER", "client", "PEER", "new \"kind\"\n", ""])
+                .unwrap();
+            DisconnectType::parse(text)
+        }
+
+        fn state(&mut self) -> ConversationState {
+            let legs = (0..self.0.usize(0..5))
+                .map(|_| Leg {
+                    key: self.id(),
+                    participant_id: self.maybe(Self::id),
+                    user_id: self.maybe(Self::id),
+                    queue_id: self.maybe(Self::id),
+                    started_at: self.maybe(Self::time),
+                    end: self.maybe(|s| LegEnd {
+                        at: s.time(),
+                        disconnect_type: s.maybe(Self::disconnect_type),
+                        interacting_duration_ms: s.maybe(Self::time),
+                        correlation_id: s.maybe(Self::id),
+                    }),
+                    acw: self.maybe(|s| LegAcw {
+                        at: s.time(),
+                        wrapup_code: s.maybe(Self::id),
+                    }),
+                })
+                .collect();
+            let customer_ends = (0..self.0.usize(0..3))
+                .map(|_| CustomerEnd {
+                    at: self.time(),
+                    leg: self.id(),
+                    disconnect_type: self.maybe(Self::disconnect_type),
+                    correlation_id: self.maybe(Self::id),
+                })
+                .collect();
+            ConversationState {
+                genesys_organization_id: self.id(),
+                bot_user_id: self.maybe(Self::id),
+                episode: self.0.choice([0, 1, 7, u32::MAX]).unwrap(),
+                last_end: self.maybe(|s| LastEnd {
+                    at: s.time(),
+                    episode: s.0.u32(..),
+                    closed_legs: s.prints(),
+                }),
+                legs,
+                customer_ends,
+                candidate: self.maybe(|s| Candidate {
+                    leg: s.id(),
+                    end_at: s.time(),
+                    due_at_ms: s.0.u64(..),
+                }),
+                seen: SeenSet::from_parts(self.prints(), self.prints(), self.0.u64(..)),
+                too_large: self.0.bool(),
+            }
+        }
+    }
+
+    #[test]
+    fn the_state_is_written_byte_for_byte_as_serde_json_writes_its_records() {
+        let mut states = States(fastrand::Rng::with_seed(11));
+        for _ in 0..20_000 {
+            let state = states.state();
+            let written = write_conversation(&state);
+            assert_eq!(written, write_conversation_through_serde(&state));
+            assert_eq!(read_conversation(&written).unwrap(), state);
+        }
+    }
+
+    #[test]
+    fn a_state_larger_than_the_kept_buffer_is_written_whole_and_the_next_one_too() {
+        let mut states = States(fastrand::Rng::with_seed(12));
+        let mut large = states.state();
+        large.legs = (0..2_000)
+            .map(|n| Leg::new(CompactId::new(&format!("leg-{n}"))))
+            .collect();
+        let small = states.state();
+        let written = write_conversation(&large);
+        assert!(written.len() > KEPT_STATE_JSON_CAPACITY);
+        assert_eq!(read_conversation(&written).unwrap(), large);
+        assert_eq!(
+            write_conversation(&small),
+            write_conversation_through_serde(&small)
+        );
+    }
 }

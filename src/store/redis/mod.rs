@@ -409,8 +409,12 @@ impl RedisStore {
             .key(commit.bucket.outbox())
             .key(commit.bucket.deliveries())
             .arg(&commit.basis.version)
-            .arg(&commit.basis.token)
-            .arg(format::write_conversation(state))
+            .arg(&commit.basis.token);
+        // The invocation copies the JSON: it is written into the thread's reused buffer.
+        format::with_conversation_json(state, |json| {
+            invocation.arg(json);
+        });
+        invocation
             .arg(self.options.state_ttl_ms)
             .arg(commit.token)
             .arg(member(commit.key))
