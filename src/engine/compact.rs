@@ -26,18 +26,19 @@ const HEX_VALUE: [u8; 256] = {
 };
 const NOT_HEX: u8 = 0xFF;
 
-/// Where the 32 hex digits of a canonical UUID sit: every position but the dashes.
-const DIGIT_AT: [usize; 32] = {
-    let mut positions = [0; 32];
-    let (mut at, mut digit) = (0, 0);
-    while at < UUID_LEN {
-        if at != DASHES[0] && at != DASHES[1] && at != DASHES[2] && at != DASHES[3] {
-            positions[digit] = at;
-            digit += 1;
+/// Where each of a UUID's 16 bytes has its two hex digits in the canonical text.
+const BYTE_AT: [usize; 16] = {
+    let mut byte_at = [0; 16];
+    let (mut byte, mut at) = (0, 0);
+    while byte < 16 {
+        if at == DASHES[0] || at == DASHES[1] || at == DASHES[2] || at == DASHES[3] {
+            at += 1;
         }
-        at += 1;
+        byte_at[byte] = at;
+        at += 2;
+        byte += 1;
     }
-    positions
+    byte_at
 };
 
 /// The 16 bytes of a canonical lowercase UUID (`8-4-4-4-12`), or `None`.
@@ -52,9 +53,9 @@ fn parse_uuid(text: &str) -> Option<[u8; 16]> {
     let mut out = [0u8; 16];
     // Digits are below 16; one `NOT_HEX` anywhere leaves its high bits set here.
     let mut seen = 0u8;
-    for (slot, pair) in out.iter_mut().zip(DIGIT_AT.chunks_exact(2)) {
-        let high = HEX_VALUE[usize::from(bytes[pair[0]])];
-        let low = HEX_VALUE[usize::from(bytes[pair[1]])];
+    for (slot, at) in out.iter_mut().zip(BYTE_AT) {
+        let high = HEX_VALUE[usize::from(bytes[at])];
+        let low = HEX_VALUE[usize::from(bytes[at + 1])];
         seen |= high | low;
         *slot = high << 4 | low;
     }
@@ -102,9 +103,9 @@ impl CompactId {
 fn uuid_text(bytes: &[u8; 16]) -> [u8; UUID_LEN] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut text = [b'-'; UUID_LEN];
-    for (byte, pair) in bytes.iter().zip(DIGIT_AT.chunks_exact(2)) {
-        text[pair[0]] = HEX[usize::from(byte >> 4)];
-        text[pair[1]] = HEX[usize::from(byte & 0xf)];
+    for (byte, at) in bytes.iter().zip(BYTE_AT) {
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0xf)];
     }
     text
 }
