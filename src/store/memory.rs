@@ -7,6 +7,7 @@ use super::{
 use crate::engine::{CompactId, ConversationState};
 use crate::genesys::ConversationKey;
 use async_trait::async_trait;
+use hashbrown::HashTable;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -16,14 +17,15 @@ use std::sync::{Arc, Mutex};
 /// Independent locks, so that events of different conversations rarely wait for each other.
 const SHARDS: usize = 64;
 
+/// One conversation as this store holds it.
 struct Entry {
+    key: MemKey,
     state: ConversationState,
     expires_at_ms: u64,
 }
 
 /// A conversation's key as this store holds it: the organisation interned (one allocation per
 /// organisation, not per conversation) and the conversation id compact (a UUID in 16 bytes).
-#[derive(Clone, PartialEq, Eq, Hash)]
 struct MemKey {
     organisation: Arc<str>,
     conversation: CompactId,
@@ -35,43 +37,73 @@ impl MemKey {
     }
 }
 
+/// A conversation being looked up: its parts as the store compares them, and its hash, computed
+/// once per event. The hash chooses the shard and the slot in the shard's table.
+struct Lookup<'a> {
+    organisation: &'a str,
+    conversation: CompactId,
+    hash: u64,
+}
+
+impl Lookup<'_> {
+    fn finds(&self, entry: &Entry) -> bool {
+        *entry.key.organisation == *self.organisation && entry.key.conversation == self.conversation
+    }
+}
+
+/// The one hash of a conversation's key, whether looked up or stored. SipHash with a random key:
+/// the ids come from the network.
+fn hash_of(hasher: &RandomState, organisation: &str, conversation: &CompactId) -> u64 {
+    hasher.hash_one((organisation, conversation))
+}
+
 /// One lock's worth of conversations, with the organisations they share. Each shard interns its
 /// own organisations (a handful of small strings each), so that no lock shared by every event
 /// is taken on the way to a conversation.
 #[derive(Default)]
 struct Shard {
-    /// Entries are boxed so that the map's slots, most of them empty at any load factor, stay
-    /// small.
-    entries: HashMap<MemKey, Box<Entry>>,
+    /// Entries are boxed so that the table's slots, most of them empty at any load factor, are
+    /// one pointer each.
+    entries: HashTable<Box<Entry>>,
     organisations: HashSet<Arc<str>>,
 }
 
 impl Shard {
-    /// The key this shard holds `key` under. Its organisation is the interned one when the
-    /// organisation is known here; otherwise a temporary copy, interned only if a new
-    /// conversation is stored under it (`docs/contract.md` §5: nothing an event allocates
-    /// outlives its refusal).
-    fn mem_key(&self, key: &ConversationKey) -> MemKey {
-        let name = key.organisation_id.as_str();
-        MemKey {
-            organisation: self
-                .organisations
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| name.into()),
-            conversation: CompactId::new(key.conversation_id.as_str()),
-        }
+    fn find_mut(&mut self, lookup: &Lookup<'_>) -> Option<&mut Entry> {
+        self.entries
+            .find_mut(lookup.hash, |entry| lookup.finds(entry))
+            .map(|entry| &mut **entry)
     }
 
-    /// Stores a new conversation's entry, its organisation interned.
-    fn insert_new(&mut self, mut mem_key: MemKey, entry: Box<Entry>) {
-        match self.organisations.get(&mem_key.organisation) {
-            Some(known) => mem_key.organisation = Arc::clone(known),
+    /// Stores a new conversation's entry, its organisation interned. The organisation is
+    /// copied only here (`docs/contract.md` §5: nothing an event allocates outlives its
+    /// refusal).
+    fn insert_new(
+        &mut self,
+        lookup: Lookup<'_>,
+        state: ConversationState,
+        expires_at_ms: u64,
+        hasher: &RandomState,
+    ) {
+        let organisation = match self.organisations.get(lookup.organisation) {
+            Some(known) => Arc::clone(known),
             None => {
-                self.organisations.insert(Arc::clone(&mem_key.organisation));
+                let new: Arc<str> = lookup.organisation.into();
+                self.organisations.insert(Arc::clone(&new));
+                new
             }
-        }
-        self.entries.insert(mem_key, entry);
+        };
+        let entry = Box::new(Entry {
+            key: MemKey {
+                organisation,
+                conversation: lookup.conversation,
+            },
+            state,
+            expires_at_ms,
+        });
+        self.entries.insert_unique(lookup.hash, entry, |entry| {
+            hash_of(hasher, &entry.key.organisation, &entry.key.conversation)
+        });
     }
 }
 
@@ -115,9 +147,21 @@ impl MemoryStore {
         }
     }
 
-    fn shard(&self, key: &ConversationKey) -> &Mutex<Shard> {
-        let index = self.hasher.hash_one(key) as usize % SHARDS;
-        &self.shards[index]
+    fn lookup<'a>(&self, key: &'a ConversationKey) -> Lookup<'a> {
+        let organisation = key.organisation_id.as_str();
+        let conversation = CompactId::new(key.conversation_id.as_str());
+        let hash = hash_of(&self.hasher, organisation, &conversation);
+        Lookup {
+            organisation,
+            conversation,
+            hash,
+        }
+    }
+
+    /// The table places an entry by its hash's low bits and tags it with the top seven: the
+    /// shard is chosen by bits neither uses.
+    fn shard(&self, lookup: &Lookup<'_>) -> &Mutex<Shard> {
+        &self.shards[(lookup.hash >> 32) as usize % SHARDS]
     }
 
     /// Organisations interned: one per organisation with a stored conversation.
@@ -163,11 +207,11 @@ impl Store for MemoryStore {
         now_ms: u64,
         transition: &mut TransitionFn<'_>,
     ) -> Result<(), StoreError> {
-        let mut shard = lock(self.shard(key));
+        let lookup = self.lookup(key);
+        let mut shard = lock(self.shard(&lookup));
         let shard = &mut *shard;
-        let mem_key = shard.mem_key(key);
         // One lookup: the entry found is the one overwritten.
-        let stored = shard.entries.get_mut(&mem_key);
+        let stored = shard.find_mut(&lookup);
         let current = stored
             .as_ref()
             .filter(|entry| entry.expires_at_ms > now_ms)
@@ -189,13 +233,7 @@ impl Store for MemoryStore {
                 entry.expires_at_ms = expires_at_ms;
             }
             None => {
-                shard.insert_new(
-                    mem_key,
-                    Box::new(Entry {
-                        state,
-                        expires_at_ms,
-                    }),
-                );
+                shard.insert_new(lookup, state, expires_at_ms, &self.hasher);
                 self.conversations.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -203,9 +241,9 @@ impl Store for MemoryStore {
     }
 
     async fn load(&self, key: &ConversationKey) -> Result<Option<ConversationState>, StoreError> {
-        let shard = lock(self.shard(key));
-        let mem_key = shard.mem_key(key);
-        Ok(shard.entries.get(&mem_key).map(|e| e.state.clone()))
+        let lookup = self.lookup(key);
+        let mut shard = lock(self.shard(&lookup));
+        Ok(shard.find_mut(&lookup).map(|entry| entry.state.clone()))
     }
 
     async fn due_timers(&self, now_ms: u64, limit: usize) -> Claimed<ConversationKey> {
@@ -349,11 +387,11 @@ impl Store for MemoryStore {
             let mut shard = lock(shard);
             let shard = &mut *shard;
             let before = shard.entries.len();
-            shard.entries.retain(|key, entry| {
+            shard.entries.retain(|entry| {
                 let keep = entry.expires_at_ms > now_ms;
                 if !keep {
                     if let Some(due) = entry.state.wake_at_ms() {
-                        lock(&self.timers).remove(&(due, key.conversation_key()));
+                        lock(&self.timers).remove(&(due, entry.key.conversation_key()));
                     }
                 }
                 keep
