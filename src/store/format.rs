@@ -51,7 +51,9 @@ fn is_false(value: &bool) -> bool {
 // Ids and disconnect types are written by their own serde forms: their text, exactly as the first
 // releases wrote it (`to_string`, `as_str`); the fixture of a real release's data pins that.
 // The records borrow from the engine's state when writing (`Cow::Borrowed`, nothing copied) and
-// own what they read.
+// own what they read. A conversation's state is written on every commit by `state_json`, byte
+// for byte as serde_json writes these records (the tests below check that); serde_json writes
+// it only in those tests.
 
 #[derive(Serialize, Deserialize)]
 struct StoredConversation<'a> {
