@@ -5,6 +5,11 @@ use handover_receiver::{Service, keys, log_writer, replay, telemetry};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// mimalloc instead of glibc's allocator: an event makes about fifty allocations, and with glibc
+/// they were a sixth of the service's instructions (`benches/load/NOTES.md`, sixth round).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut cli = Cli::parse();
