@@ -333,6 +333,8 @@ mod tests {
             tracing::info!(conversationId = "c-2", "short");
         });
         assert_eq!(parsed.len(), 2);
+        // The thread's line buffer did not keep the long line's room.
+        LINE.with(|line| assert!(line.borrow().capacity() <= KEPT_LINE_CAPACITY));
         assert_eq!(parsed[0]["error"], long.as_str());
         assert_eq!(parsed[1]["message"], "short");
         assert_eq!(parsed[1]["conversationId"], "c-2");

@@ -575,6 +575,8 @@ mod tests {
         let small = states.state();
         let written = write_conversation(&large);
         assert!(written.len() > KEPT_STATE_JSON_CAPACITY);
+        // The thread's buffer did not keep the large state's room.
+        STATE_JSON.with(|json| assert!(json.borrow().capacity() <= KEPT_STATE_JSON_CAPACITY));
         assert_eq!(read_conversation(&written).unwrap(), large);
         assert_eq!(
             write_conversation(&small),
