@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -474,57 +475,100 @@ async fn check_ends(service: &Spawned, cognigy: &FakeCognigy, runs: &[&Run]) -> 
 
 /// The scaling table of issue 14 (`cargo bench --bench load -- --scaling`): for each core count
 /// N below the machine's, the bare endpoint and the service (in-memory store with its info log
-/// and metrics, then Redis) pinned to cores 0..N, and wrk (one thread per remaining core, 256
-/// connections, unique events) pinned to the others; one run each, side by side.
+/// and metrics, and on Redis) pinned to cores 0..N, and wrk (one thread per remaining core, 256
+/// connections, unique events) pinned to the others.
+///
+/// The three run side by side for the whole table and take turns: `SCALING_ROUNDS` rounds
+/// (default 5) of `SCALING_SECONDS` (default 4) each, the order rotating every round. On a shared
+/// machine the speed drifts by more within a minute than a change moves it; one long run of each
+/// in turn puts that drift on one column, while short turns put it on every column alike. A
+/// ratio is taken within a round, and the summary row gives each column's median.
 async fn scaling() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let seconds: u64 = std::env::var("SCALING_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let rounds = setting("SCALING_ROUNDS", 5).max(1);
+    let seconds = setting("SCALING_SECONDS", 4).max(1);
     println!("machine: {}", machine());
-    println!(
-        "| cores | bare endpoint | service, in-memory, info log | ratio | service, Redis | ratio |"
-    );
-    println!("|---|---|---|---|---|---|");
+    println!("service: {}", service_binary());
+    println!("{rounds} rounds of {seconds} s for each, taking turns");
+    let mut summary = Vec::new();
     let mut service_cores = 1;
     while service_cores < cores {
         let service_cpus = format!("0-{}", service_cores - 1);
         let generator_cpus = format!("{service_cores}-{}", cores - 1);
         let generator_threads = cores - service_cores;
-        let load = |target: &Spawned| {
-            wrk_pinned(
-                target,
-                Some(&generator_cpus),
-                generator_threads,
-                256,
-                seconds,
-            )
-            .expect("wrk runs (apt-get install wrk)")
-        };
-        let baseline = Spawned::baseline_on(Some(&service_cpus)).await;
-        let bare = load(&baseline);
-        drop(baseline);
         let cognigy = FakeCognigy::start().await;
-        let memory =
-            Spawned::service_on(&cognigy, &[("RUST_LOG", "info")], Some(&service_cpus)).await;
-        let in_memory = load(&memory);
-        drop(memory);
         let redis = RedisServer::start();
-        let on_redis = Spawned::service_on(
-            &cognigy,
-            &[("RUST_LOG", "info"), ("HANDOVER_STORE", &redis.url())],
-            Some(&service_cpus),
-        )
-        .await;
-        let with_redis = load(&on_redis);
-        drop(on_redis);
-        println!(
-            "| {service_cores} | {bare:.0}/s | {in_memory:.0}/s | {:.2} | {with_redis:.0}/s | {:.2} |",
-            in_memory / bare,
-            with_redis / bare
-        );
+        let targets = [
+            Spawned::baseline_on(Some(&service_cpus)).await,
+            Spawned::service_on(&cognigy, &[("RUST_LOG", "info")], Some(&service_cpus)).await,
+            Spawned::service_on(
+                &cognigy,
+                &[("RUST_LOG", "info"), ("HANDOVER_STORE", &redis.url())],
+                Some(&service_cpus),
+            )
+            .await,
+        ];
+        println!("\n{service_cores} core(s) for the server, {generator_cpus} for wrk:");
+        println!("| round | bare endpoint | in-memory | ratio | Redis | ratio |");
+        println!("|---|---|---|---|---|---|");
+        let mut measured: Vec<[f64; 3]> = Vec::new();
+        for round in 0..rounds as usize {
+            let mut rates = [0.0; 3];
+            for turn in 0..targets.len() {
+                let which = (round + turn) % targets.len();
+                rates[which] = wrk_pinned(
+                    &targets[which],
+                    Some(&generator_cpus),
+                    generator_threads,
+                    256,
+                    seconds,
+                )
+                .expect("wrk runs (apt-get install wrk)");
+            }
+            let [bare, in_memory, with_redis] = rates;
+            println!(
+                "| {} | {bare:.0}/s | {in_memory:.0}/s | {:.2} | {with_redis:.0}/s | {:.2} |",
+                round + 1,
+                in_memory / bare,
+                with_redis / bare
+            );
+            measured.push(rates);
+        }
+        let column = |f: &dyn Fn(&[f64; 3]) -> f64| median(measured.iter().map(f).collect());
+        summary.push(format!(
+            "| {service_cores} | {:.0}/s | {:.0}/s | {:.2} | {:.0}/s | {:.2} |",
+            column(&|r| r[0]),
+            column(&|r| r[1]),
+            column(&|r| r[1] / r[0]),
+            column(&|r| r[2]),
+            column(&|r| r[2] / r[0]),
+        ));
         service_cores *= 2;
+    }
+    println!("\nMedians over the rounds (each ratio taken within its round):");
+    println!(
+        "| cores | bare endpoint | service, in-memory, info log | ratio | service, Redis | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for row in summary {
+        println!("{row}");
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[middle],
+        _ => (values[middle - 1] + values[middle]) / 2.0,
     }
 }
 
@@ -577,6 +621,10 @@ async fn latency_rounds() {
     }
 }
 
+/// wrk's runs so far: each run's ids are its own (`WRK_RUN` in `wrk-events.lua`), so a service
+/// that takes several turns sees no repeated event.
+static WRK_RUNS: AtomicU32 = AtomicU32::new(1);
+
 /// wrk (pinned to `cpus`, when given) with `threads` threads and `connections` connections;
 /// events per second.
 fn wrk_pinned(
@@ -596,6 +644,10 @@ fn wrk_pinned(
         .args(["-s", script])
         .arg(format!("http://{}", target.addr))
         .env("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY)
+        .env(
+            "WRK_RUN",
+            WRK_RUNS.fetch_add(1, Ordering::Relaxed).to_string(),
+        )
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);

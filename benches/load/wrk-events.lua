@@ -25,10 +25,15 @@ local template = [[{"version":"0","id":"%s","detail-type":"v2.detail.events.conv
 
 local counter = 0
 
--- A UUID-shaped id, distinct per wrk thread, kind (0 conversation, 1 participant, 2 session,
--- 3 envelope), leg and number.
+-- Distinct per wrk run, so that runs against one long-running service never repeat an id (a
+-- repeat is a duplicate, a cheaper path): WRK_RUN when set (the benchmark numbers its runs),
+-- else the clock's seconds.
+local run = (tonumber(os.getenv("WRK_RUN") or "") or os.time()) % 65536
+
+-- A UUID-shaped id, distinct per run, wrk thread, kind (0 conversation, 1 participant,
+-- 2 session, 3 envelope), leg and number.
 function uuid(kind, n, leg)
-  return string.format("%08x-%04x-4000-800%d-%012x", tid, leg or 0, kind, n)
+  return string.format("%04x%04x-%04x-4000-800%d-%012x", run, tid, leg or 0, kind, n)
 end
 
 function request()
