@@ -126,16 +126,27 @@ impl Visit for Fields<'_> {
         self.member(field, |out| quoted(out, value));
     }
 
+    // Numbers and booleans are copied in, not formatted: `write!` costs a pass through `fmt`'s
+    // machinery, and the decision line has a number and a boolean for every event.
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| {
+            out.push_str(itoa::Buffer::new().format(value));
+            Ok(())
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| {
+            out.push_str(itoa::Buffer::new().format(value));
+            Ok(())
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| {
+            out.push_str(if value { "true" } else { "false" });
+            Ok(())
+        });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -339,6 +350,28 @@ mod tests {
         assert_eq!(parsed[1]["message"], "short");
         assert_eq!(parsed[1]["conversationId"], "c-2");
         assert!(parsed[1].get("error").is_none());
+    }
+
+    #[test]
+    fn numbers_and_booleans_are_json_numbers_and_booleans_at_their_extremes() {
+        let parsed = logged(|| {
+            tracing::info!(
+                lowest = i64::MIN,
+                negative = -7i64,
+                zero = 0u64,
+                highest = u64::MAX,
+                yes = true,
+                no = false,
+                "numbers"
+            )
+        });
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0]["lowest"].as_i64(), Some(i64::MIN));
+        assert_eq!(parsed[0]["negative"].as_i64(), Some(-7));
+        assert_eq!(parsed[0]["zero"].as_u64(), Some(0));
+        assert_eq!(parsed[0]["highest"].as_u64(), Some(u64::MAX));
+        assert_eq!(parsed[0]["yes"], true);
+        assert_eq!(parsed[0]["no"], false);
     }
 
     #[test]
