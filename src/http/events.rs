@@ -1,62 +1,22 @@
 //! `POST /handover/genesysCloudOM`: one EventBridge event (or a batch of them) in, one answer out.
 
 use super::AppState;
+use super::answer::{Answer, AnswerBody, BatchItem, Outcome};
 use super::error::ApiError;
 use crate::clock::now_ms;
 use crate::engine::Decision;
 use crate::genesys::{Classified, classify};
-use axum::Json;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Serialize;
 use serde_json::value::RawValue;
 use std::io::Read;
 
 /// `docs/contract.md` §5: events in one batch at most.
 pub const MAX_BATCH: usize = 100;
-
-/// One event's answer: its status and body, alone or as an item of a batch.
-struct Answer {
-    status: StatusCode,
-    body: AnswerBody,
-}
-
-/// An answer's JSON body, typed: serialised straight into the response, without building a JSON
-/// tree for every event (`docs/contract.md` §2.2 gives the shapes).
-#[derive(Serialize)]
-#[serde(untagged)]
-enum AnswerBody {
-    Outcome(Outcome),
-    Refused(super::error::ErrorBody),
-}
-
-#[derive(Serialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-enum Outcome {
-    Accepted {
-        decision: &'static str,
-        #[serde(rename = "conversationId")]
-        conversation_id: String,
-    },
-    Duplicate,
-    Ignored {
-        reason: &'static str,
-    },
-    Batch {
-        results: Vec<BatchItem>,
-    },
-}
-
-/// One item of a batch's answer: the status and body it would have had alone.
-#[derive(Serialize)]
-struct BatchItem {
-    status: u16,
-    body: AnswerBody,
-}
 
 /// An event (or a batch) from EventBridge, its key already checked.
 pub async fn receive_event(app: &AppState, request: Request) -> Response {
@@ -91,7 +51,7 @@ async fn handle_request(
     } else {
         handle_event(app, &bytes).await?
     };
-    Ok((answer.status, Json(answer.body)).into_response())
+    Ok(answer.into_response())
 }
 
 /// `docs/contract.md` §5: each item as if posted alone, in order. A 503 of any item makes the batch 503 (the
@@ -144,7 +104,7 @@ async fn handle_event(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> 
             let topic = topic.map_or("other", |t| t.as_str());
             tracing::debug!(topic, reason = reason.as_str(), "event ignored");
             app.metrics.event(topic, "ignored", Some(reason.as_str()));
-            return Ok(ignored(reason.as_str()));
+            return Ok(Answer::ignored(reason.as_str()));
         }
     };
     let applied = app.conversations.apply(&event, now).await?;
@@ -153,7 +113,7 @@ async fn handle_event(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> 
             status: StatusCode::OK,
             body: AnswerBody::Outcome(Outcome::Duplicate),
         },
-        decision if decision.is_ignored() => ignored(decision.as_str()),
+        decision if decision.is_ignored() => Answer::ignored(decision.as_str()),
         decision => Answer {
             status: StatusCode::ACCEPTED,
             body: AnswerBody::Outcome(Outcome::Accepted {
@@ -247,12 +207,5 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
         Err(error) => Err(ApiError::UnreadableBody(error.to_string())),
-    }
-}
-
-fn ignored(reason: &'static str) -> Answer {
-    Answer {
-        status: StatusCode::OK,
-        body: AnswerBody::Outcome(Outcome::Ignored { reason }),
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP interface of `docs/contract.md` §2: router, API-key middleware, handlers, errors.
 
 mod admin;
+mod answer;
 mod auth;
 mod error;
 mod events;
