@@ -52,8 +52,10 @@ impl Answer {
             body: AnswerBody::Outcome(Outcome::Ignored { reason }),
         }
     }
+}
 
-    pub fn into_response(self) -> Response {
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
         let mut json = Vec::with_capacity(USUAL_ANSWER_BYTES);
         if let Err(error) = self.body.write_json(&mut json) {
             // Writing text into a `Vec` cannot fail; a 500 rather than a panic if it ever did.
