@@ -242,8 +242,11 @@ impl Store for MemoryStore {
 
     async fn load(&self, key: &ConversationKey) -> Result<Option<ConversationState>, StoreError> {
         let lookup = self.lookup(key);
-        let mut shard = lock(self.shard(&lookup));
-        Ok(shard.find_mut(&lookup).map(|entry| entry.state.clone()))
+        let shard = lock(self.shard(&lookup));
+        Ok(shard
+            .entries
+            .find(lookup.hash, |entry| lookup.finds(entry))
+            .map(|entry| entry.state.clone()))
     }
 
     async fn due_timers(&self, now_ms: u64, limit: usize) -> Claimed<ConversationKey> {
