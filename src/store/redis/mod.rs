@@ -123,11 +123,35 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
 #[derive(Clone, Copy)]
 struct Bucket(u32);
 
-/// Each bucket's key prefix, `hr:{hr<n>}:`, made once: every update puts several keys
-/// together from it, and `format!` per key cost more than the copying.
-static KEY_PREFIXES: LazyLock<Vec<String>> = LazyLock::new(|| {
+/// One bucket's fixed keys and slot, made once: every update names several of them, and putting
+/// them together per update cost more than the rest of the key handling.
+struct BucketKeys {
+    /// `hr:{hr<n>}:`, which every key of the bucket starts with.
+    prefix: String,
+    timers: String,
+    outbox: String,
+    deliveries: String,
+    dead: String,
+    epoch: String,
+    /// The Cluster slot all of the bucket's keys live in.
+    slot: u16,
+}
+
+static BUCKET_KEYS: LazyLock<Vec<BucketKeys>> = LazyLock::new(|| {
     Bucket::all()
-        .map(|bucket| format!("hr:{{hr{}}}:", bucket.0))
+        .map(|bucket| {
+            let prefix = format!("hr:{{hr{}}}:", bucket.0);
+            let key = |name: &str| format!("{prefix}{name}");
+            BucketKeys {
+                timers: key("timers"),
+                outbox: key("outbox"),
+                deliveries: key("deliveries"),
+                dead: key("dead"),
+                epoch: key("epoch"),
+                slot: slot_of(&prefix),
+                prefix,
+            }
+        })
         .collect()
 });
 
@@ -140,54 +164,51 @@ impl Bucket {
         (0..BUCKETS).map(Bucket)
     }
 
-    fn key(&self, name: &str) -> String {
-        self.key_of(&[name])
-    }
-
-    /// `hr:{hr<n>}:` and then `parts`: every key of the bucket.
-    fn key_of(&self, parts: &[&str]) -> String {
-        let prefix = &KEY_PREFIXES[self.0 as usize];
-        let length = prefix.len() + parts.iter().map(|part| part.len()).sum::<usize>();
-        let mut key = String::with_capacity(length);
-        key.push_str(prefix);
-        for part in parts {
-            key.push_str(part);
-        }
-        key
+    fn keys(&self) -> &'static BucketKeys {
+        &BUCKET_KEYS[self.0 as usize]
     }
 
     /// The Cluster slot all of this bucket's keys live in.
     fn slot(&self) -> u16 {
-        slot_of(&self.key(""))
+        self.keys().slot
     }
 
+    /// `hr:{hr<n>}:c:<org>:<conversation>`, put together in one allocation.
     fn state(&self, key: &ConversationKey) -> String {
-        self.key_of(&[
+        let prefix = &self.keys().prefix;
+        let parts = [
             "c:",
             key.organisation_id.as_str(),
             ":",
             key.conversation_id.as_str(),
-        ])
+        ];
+        let length = prefix.len() + parts.iter().map(|part| part.len()).sum::<usize>();
+        let mut state = String::with_capacity(length);
+        state.push_str(prefix);
+        for part in parts {
+            state.push_str(part);
+        }
+        state
     }
 
-    fn timers(&self) -> String {
-        self.key("timers")
+    fn timers(&self) -> &'static str {
+        &self.keys().timers
     }
 
-    fn outbox(&self) -> String {
-        self.key("outbox")
+    fn outbox(&self) -> &'static str {
+        &self.keys().outbox
     }
 
-    fn deliveries(&self) -> String {
-        self.key("deliveries")
+    fn deliveries(&self) -> &'static str {
+        &self.keys().deliveries
     }
 
-    fn dead(&self) -> String {
-        self.key("dead")
+    fn dead(&self) -> &'static str {
+        &self.keys().dead
     }
 
-    fn epoch(&self) -> String {
-        self.key("epoch")
+    fn epoch(&self) -> &'static str {
+        &self.keys().epoch
     }
 }
 
@@ -801,7 +822,7 @@ impl Store for RedisStore {
 /// a failing bucket must not hold up the others' timing. An error only when none answers.
 async fn earliest(
     store: &RedisStore,
-    set: fn(&Bucket) -> String,
+    set: fn(&Bucket) -> &'static str,
 ) -> Result<Option<u64>, StoreError> {
     let mut earliest: Option<u64> = None;
     let mut answered = false;
@@ -815,7 +836,7 @@ async fn earliest(
         let first: Result<Vec<(String, f64)>, StoreError> = store
             .run_once(|mut c| {
                 let mut range = redis::cmd("ZRANGE");
-                range.arg(&key).arg(0).arg(0).arg("WITHSCORES");
+                range.arg(key).arg(0).arg(0).arg("WITHSCORES");
                 async move { range.query_async(&mut c).await }
             })
             .await;
@@ -849,7 +870,7 @@ mod tests {
         let bucket = Bucket::of(&key);
         let tag = format!("{{hr{}}}", bucket.0);
         for name in [
-            bucket.state(&key),
+            bucket.state(&key).as_str(),
             bucket.timers(),
             bucket.outbox(),
             bucket.deliveries(),
@@ -857,6 +878,7 @@ mod tests {
         ] {
             assert!(name.contains(&tag), "{name} lacks {tag}");
             assert_eq!(name.matches('{').count(), 1, "{name} has more than one tag");
+            assert_eq!(slot_of(name), bucket.slot(), "{name} is not in the bucket's slot");
         }
     }
 
