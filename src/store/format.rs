@@ -15,7 +15,7 @@ use crate::engine::{
     LastEnd, Leg, LegAcw, LegEnd, SeenSet,
 };
 use crate::genesys::{ConversationKey, DisconnectType};
-use crate::hash::fnv1a;
+use crate::hash::Fnv1a;
 use crate::store::Delivery;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -425,9 +425,17 @@ pub fn read_delivery(json: &str) -> Result<Delivery, FormatError> {
     })
 }
 
-/// A conversation as a member of a bucket's timer set.
+/// A conversation as a member of a bucket's timer set: a [`StoredKey`], written as serde_json
+/// writes it (a test checks that byte for byte) without copying the ids into one first.
 pub fn write_timer_member(key: &ConversationKey) -> String {
-    serde_json::to_string(&StoredKey::from(key)).expect("plain structs serialise")
+    let (organisation, conversation) = (key.organisation_id.as_str(), key.conversation_id.as_str());
+    let mut json = Vec::with_capacity(48 + organisation.len() + conversation.len());
+    json.extend_from_slice(b"{\"organisation_id\":");
+    state_json::string(&mut json, organisation);
+    json.extend_from_slice(b",\"conversation_id\":");
+    state_json::string(&mut json, conversation);
+    json.push(b'}');
+    String::from_utf8(json).expect("JSON written from text is UTF-8")
 }
 
 pub fn read_timer_member(member: &str) -> Result<ConversationKey, FormatError> {
@@ -443,13 +451,15 @@ pub const BUCKETS: u32 = 16;
 /// <conversationId>`, modulo [`BUCKETS`]. Frozen: the first releases placed keys so, whatever the
 /// engine's own fingerprints become.
 pub fn bucket_of(key: &ConversationKey) -> u32 {
-    let joined = [
-        key.organisation_id.as_str(),
-        "\u{1f}",
-        key.conversation_id.as_str(),
-    ]
-    .concat();
-    (fnv1a(&[b"leg", joined.as_bytes()]) % u64::from(BUCKETS)) as u32
+    let hash = Fnv1a::new()
+        .bytes(b"leg")
+        .end_part()
+        .bytes(key.organisation_id.as_str().as_bytes())
+        .bytes(b"\x1f")
+        .bytes(key.conversation_id.as_str().as_bytes())
+        .end_part()
+        .finish();
+    (hash % u64::from(BUCKETS)) as u32
 }
 
 #[cfg(test)]
@@ -562,6 +572,28 @@ mod tests {
             let written = write_conversation(&state);
             assert_eq!(written, write_conversation_through_serde(&state));
             assert_eq!(read_conversation(&written).unwrap(), state);
+        }
+    }
+
+    #[test]
+    fn a_timer_member_is_written_as_serde_json_writes_its_record_and_reads_back() {
+        let ids = [
+            "handover-prod",
+            "8a1b2c3d-4e5f-4a6b-9c7d-0e1f2a3b4c5d",
+            "",
+            "quote \" backslash \\ tab \t nul \u{0} del \u{7f} c1 \u{85} é ✓ 🎉",
+            "</script><script>alert(1)</script>",
+        ];
+        for organisation in ids {
+            for conversation in ids {
+                let key = ConversationKey::new(organisation, conversation);
+                let written = write_timer_member(&key);
+                assert_eq!(
+                    written,
+                    serde_json::to_string(&StoredKey::from(&key)).unwrap()
+                );
+                assert_eq!(read_timer_member(&written).unwrap(), key);
+            }
         }
     }
 

@@ -138,7 +138,7 @@ fn id(out: &mut Vec<u8>, id: &CompactId) {
 /// `text` as a JSON string. Text with nothing to escape (ids, known disconnect types) is copied
 /// in; anything else (quotes, backslashes, control characters) goes through serde_json itself,
 /// so that it is escaped exactly as serde_json escapes it.
-fn string(out: &mut Vec<u8>, text: &str) {
+pub(super) fn string(out: &mut Vec<u8>, text: &str) {
     if text
         .bytes()
         .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')

@@ -878,7 +878,11 @@ mod tests {
         ] {
             assert!(name.contains(&tag), "{name} lacks {tag}");
             assert_eq!(name.matches('{').count(), 1, "{name} has more than one tag");
-            assert_eq!(slot_of(name), bucket.slot(), "{name} is not in the bucket's slot");
+            assert_eq!(
+                slot_of(name),
+                bucket.slot(),
+                "{name} is not in the bucket's slot"
+            );
         }
     }
 
