@@ -293,6 +293,57 @@ async fn redis_down_gives_503_and_not_ready_then_recovers_by_itself() {
     running.shutdown().await;
 }
 
+/// A primary that hangs (connected, answering nothing) must not hold an event past the store's
+/// budget: the store's own timeout gives up on the command and on the connections it tries next,
+/// and the event gets the store's 503 (EventBridge sends it again), not the request timeout's.
+#[tokio::test]
+async fn a_hung_redis_gives_the_stores_503_within_its_budget_then_recovers() {
+    let server = RedisServer::start();
+    // Budget: 3/4 of the request timeout, 1.5 s; each try 300 ms.
+    let running = Running::start(&[
+        "--store",
+        &server.url(),
+        "--redis-timeout-ms",
+        "300",
+        "--request-timeout-ms",
+        "2000",
+    ])
+    .await;
+    eventually(WAIT, "the service is ready", || async {
+        running.ready_status().await == 200
+    })
+    .await;
+    assert_eq!(running.post_spec(&start("A", 1_000), "c-1").await.0, 202);
+
+    server.pause();
+    let sent = std::time::Instant::now();
+    let response = running
+        .client
+        .post(format!("{}/handover/genesysCloudOM", running.base_url))
+        .header("authorization", KEY)
+        .header("content-type", "application/json")
+        .body(start("A", 2_000).envelope("c-2").to_string())
+        .send()
+        .await
+        .expect("the service still answers");
+    let waited = sent.elapsed();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    server.resume();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "store_unavailable", "{body}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(1_950),
+        "answered after {waited:?}: the budget is 1.5 s"
+    );
+
+    eventually(WAIT, "events are accepted again", || async {
+        running.post_spec(&start("A", 2_000), "c-2").await.0 == 202
+    })
+    .await;
+    running.shutdown().await;
+}
+
 /// Runs a realistic mix of conversations through the store to completion (grace windows closed,
 /// ends delivered), then measures Redis' memory per conversation and checks that every key left
 /// expires. The figure is printed for the README (`cargo test --test redis_store -- --nocapture`).

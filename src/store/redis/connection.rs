@@ -96,9 +96,13 @@ pub fn not_a_primary() -> RedisError {
 
 impl Connector {
     pub fn new(target: &RedisTarget, timeout: Duration) -> RedisResult<Self> {
+        // No response timeout of the client's own: every command is sent from the store's
+        // `attempt`, which bounds it by the same timeout and by the operation's budget, and drops
+        // the connection when it runs out. A second timer per command cost about 1,000
+        // instructions per event (benches/load/NOTES.md).
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
+            .set_response_timeout(None);
         let certificates = target.certificates();
         Ok(match &target.topology {
             Topology::Single(url) => {
@@ -148,6 +152,16 @@ impl Connector {
                 }))
             }
         })
+    }
+
+    /// The connection in use, when there is one: no connecting, nothing to wait for.
+    pub fn ready(&self) -> Option<Connection> {
+        match self {
+            Connector::Primary(primary) => primary.current(),
+            Connector::Cluster(cluster) => {
+                cluster.connection.get().cloned().map(Connection::Cluster)
+            }
+        }
     }
 
     pub async fn get(&self) -> RedisResult<Connection> {

@@ -364,10 +364,13 @@ impl RedisStore {
             let recovery = recovery(&error);
             (unavailable(error), recovery)
         };
-        let connection = tokio::time::timeout(limit(Instant::now()), self.connector.get())
-            .await
-            .map_err(|_| late())?
-            .map_err(failed)?;
+        let connection = match self.connector.ready() {
+            Some(connection) => connection,
+            None => tokio::time::timeout(limit(Instant::now()), self.connector.get())
+                .await
+                .map_err(|_| late())?
+                .map_err(failed)?,
+        };
         match tokio::time::timeout(limit(Instant::now()), operation(connection.clone())).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {

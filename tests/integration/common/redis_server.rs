@@ -82,6 +82,25 @@ impl RedisServer {
         let _ = std::fs::remove_file(&self.socket);
     }
 
+    /// SIGSTOP: the server keeps its socket and connections but answers nothing, as a primary
+    /// does that hangs (a long fork, a stalled disk, a frozen VM).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Starts it again on the same socket.
     pub fn restart(&mut self) {
         self.stop();
