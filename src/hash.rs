@@ -19,6 +19,12 @@ pub fn fnv1a(parts: &[&[u8]]) -> u64 {
 #[derive(Clone, Copy)]
 pub struct Fnv1a(u64);
 
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Fnv1a {
     pub const fn new() -> Self {
         Self(OFFSET)

@@ -584,7 +584,7 @@ impl Store for RedisStore {
                     let _: i64 = self
                         .run(deadline, |mut c| {
                             let mut zrem = redis::cmd("ZREM");
-                            zrem.arg(&timers).arg(&member);
+                            zrem.arg(timers).arg(&member);
                             async move { zrem.query_async(&mut c).await }
                         })
                         .await?;
@@ -722,7 +722,7 @@ impl Store for RedisStore {
             let items: Vec<String> = self
                 .run(self.deadline(), |mut c| {
                     let mut hvals = redis::cmd("HVALS");
-                    hvals.arg(&dead);
+                    hvals.arg(dead);
                     async move { hvals.query_async(&mut c).await }
                 })
                 .await?;
