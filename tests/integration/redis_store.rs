@@ -146,6 +146,22 @@ async fn a_refusal_is_judged_on_what_redis_holds_not_on_what_this_replica_commit
     assert_eq!(stored_legs(&a, "c").await, [session("B")]);
 }
 
+/// A node that lost its script cache (restarted, or a replica promoted that never saw the
+/// scripts) answers NOSCRIPT: the store loads the script and commits, and nothing is lost.
+#[tokio::test]
+async fn a_commit_after_redis_forgot_its_scripts_loads_them_again() {
+    let server = RedisServer::start();
+    let a = Arc::new(store(&server));
+    let engine = Engine::new(10_000);
+    apply(a.clone(), engine, &start("A", 1_000), "c", 5).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut server.connection())
+        .unwrap();
+    apply(a.clone(), engine, &start("B", 2_000), "c", 5).await;
+    assert_eq!(stored_legs(&a, "c").await, [session("A"), session("B")]);
+}
+
 #[tokio::test]
 async fn two_replicas_on_one_redis_send_exactly_one_call_per_conversation() {
     let server = RedisServer::start();
