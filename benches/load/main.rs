@@ -476,7 +476,7 @@ async fn check_ends(service: &Spawned, cognigy: &FakeCognigy, runs: &[&Run]) -> 
 /// The scaling table of issue 14 (`cargo bench --bench load -- --scaling`): for each core count
 /// N below the machine's, the bare endpoint and the service (in-memory store with its info log
 /// and metrics, and on Redis) pinned to cores 0..N, and wrk (one thread per remaining core, 256
-/// connections, unique events) pinned to the others.
+/// connections, unique events) and redis-server pinned to the others.
 ///
 /// The three run side by side for the whole table and take turns: `SCALING_ROUNDS` rounds
 /// (default 5) of `SCALING_SECONDS` (default 4) each, the order rotating every round. On a shared
@@ -503,7 +503,9 @@ async fn scaling() {
         let generator_cpus = format!("{service_cores}-{}", cores - 1);
         let generator_threads = cores - service_cores;
         let cognigy = FakeCognigy::start().await;
-        let redis = RedisServer::start();
+        // Redis is another machine's work in production: it runs on wrk's cores, not on the
+        // cores the service is measured on.
+        let redis = RedisServer::start_on(Some(&generator_cpus));
         let targets = [
             Spawned::baseline_on(Some(&service_cpus)).await,
             Spawned::service_on(&cognigy, &[("RUST_LOG", "info")], Some(&service_cpus)).await,

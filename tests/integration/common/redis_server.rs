@@ -12,10 +12,18 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: PathBuf,
     pub socket: PathBuf,
+    /// The cores it runs on (a `taskset -c` list), when pinned.
+    cpus: Option<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_on(None)
+    }
+
+    /// A server pinned to `cpus` (a `taskset -c` list), when given: the benchmark keeps it off
+    /// the cores of the service it measures, as Redis runs on other machines in production.
+    pub fn start_on(cpus: Option<&str>) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "handover-redis-{}-{}",
             std::process::id(),
@@ -27,6 +35,7 @@ impl RedisServer {
             child: None,
             dir,
             socket,
+            cpus: cpus.map(str::to_owned),
         };
         server.launch();
         server
@@ -38,7 +47,15 @@ impl RedisServer {
     }
 
     fn launch(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = match &self.cpus {
+            Some(cpus) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["-c", cpus, "redis-server"]);
+                taskset
+            }
+            None => Command::new("redis-server"),
+        };
+        let child = command
             .args(["--port", "0", "--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
             .arg(&self.socket)
