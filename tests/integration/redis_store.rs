@@ -333,18 +333,8 @@ async fn a_hung_redis_gives_the_stores_503_within_its_budget_then_recovers() {
 
     server.pause();
     let sent = std::time::Instant::now();
-    let response = running
-        .client
-        .post(format!("{}/handover/genesysCloudOM", running.base_url))
-        .header("authorization", KEY)
-        .header("content-type", "application/json")
-        .body(start("A", 2_000).envelope("c-2").to_string())
-        .send()
-        .await
-        .expect("the service still answers");
+    let (status, body) = running.post_spec(&start("A", 2_000), "c-2").await;
     let waited = sent.elapsed();
-    let status = response.status().as_u16();
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     server.resume();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "store_unavailable", "{body}");

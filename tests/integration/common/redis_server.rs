@@ -110,12 +110,7 @@ impl RedisServer {
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {signal} {pid}");
+        send_signal(self.child.as_ref().expect("running"), signal);
     }
 
     /// Starts it again on the same socket.
@@ -164,4 +159,14 @@ impl Drop for RedisServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`, …) to a redis-server process the tests started.
+pub fn send_signal(child: &Child, signal: &str) {
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid}");
 }

@@ -3,6 +3,7 @@
 //! a primary with a replica behind three Sentinels; TLS from a private CA made by openssl.
 //! Every process is stopped on drop.
 
+use super::redis_server::send_signal;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -190,12 +191,7 @@ impl Node {
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        send_signal(self.child.as_ref().expect("running"), signal);
     }
 
     /// SIGSTOP: the process holds its connections but answers nothing.
