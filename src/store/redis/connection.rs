@@ -164,17 +164,24 @@ impl Connector {
         }
     }
 
-    pub async fn get(&self) -> RedisResult<Connection> {
-        match self {
-            Connector::Primary(primary) => primary.get().await,
-            Connector::Cluster(cluster) => {
-                let connection = cluster
-                    .connection
-                    .get_or_try_init(|| cluster.client.get_async_connection())
-                    .await?;
-                Ok(Connection::Cluster(connection.clone()))
+    /// The connection in use, connecting first when there is none.
+    ///
+    /// Boxed: connecting (Sentinel's discovery, TLS, the role check) is a future of over 3 KB.
+    /// Inline, it would make every command's future that large, and each command would copy it
+    /// whole when it starts, though it is taken only when no connection is ready.
+    pub fn get(&self) -> RedisFuture<'_, Connection> {
+        Box::pin(async move {
+            match self {
+                Connector::Primary(primary) => primary.get().await,
+                Connector::Cluster(cluster) => {
+                    let connection = cluster
+                        .connection
+                        .get_or_try_init(|| cluster.client.get_async_connection())
+                        .await?;
+                    Ok(Connection::Cluster(connection.clone()))
+                }
             }
-        }
+        })
     }
 
     /// Drops `connection` if it is still the one in use, so that the next `get` connects anew.
@@ -274,12 +281,12 @@ impl Connection {
             Connection::Primary { connection, .. } => command.query_async(connection).await,
             Connection::Cluster(connection) => {
                 let route = Route::new(slot, SlotAddr::Master);
-                connection
-                    .route_command(
-                        command,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                    )
-                    .await
+                routed(
+                    connection,
+                    command,
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                )
+                .await
             }
         }
     }
@@ -291,12 +298,12 @@ impl Connection {
                 Ok(vec![command.query_async(connection).await?])
             }
             Connection::Cluster(connection) => {
-                let answers = connection
-                    .route_command(
-                        command,
-                        RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
-                    )
-                    .await?;
+                let answers = routed(
+                    connection,
+                    command,
+                    RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
+                )
+                .await?;
                 Ok(match answers {
                     Value::Map(pairs) => pairs.into_iter().map(|(_, v)| v).collect(),
                     Value::Array(items) => items,
@@ -305,6 +312,19 @@ impl Connection {
             }
         }
     }
+}
+
+/// `command` sent on a Cluster connection as `routing` says.
+///
+/// Boxed: the Cluster client's routing future is over 1 KB. Inline, every future that may send
+/// a routed command (each commit, for its `WAIT`) would carry it and copy it whole when it
+/// starts, on a single server too (`Connector::get`).
+fn routed(
+    connection: &mut ClusterConnection,
+    command: Cmd,
+    routing: RoutingInfo,
+) -> RedisFuture<'_, Value> {
+    Box::pin(connection.route_command(command, routing))
 }
 
 impl ConnectionLike for Connection {
