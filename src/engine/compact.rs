@@ -99,13 +99,24 @@ impl CompactId {
     }
 }
 
-/// A UUID's 16 bytes as its canonical lowercase text.
-fn uuid_text(bytes: &[u8; 16]) -> [u8; UUID_LEN] {
+/// Each byte's two lowercase hex digits.
+const HEX_PAIR: [[u8; 2]; 256] = {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = [HEX[byte >> 4], HEX[byte & 0xf]];
+        byte += 1;
+    }
+    table
+};
+
+/// A UUID's 16 bytes as its canonical lowercase text: one look-up per byte, because every
+/// stored state writes each of its ids this way.
+fn uuid_text(bytes: &[u8; 16]) -> [u8; UUID_LEN] {
     let mut text = [b'-'; UUID_LEN];
     for (byte, at) in bytes.iter().zip(BYTE_AT) {
-        text[at] = HEX[usize::from(byte >> 4)];
-        text[at + 1] = HEX[usize::from(byte & 0xf)];
+        text[at..at + 2].copy_from_slice(&HEX_PAIR[usize::from(*byte)]);
     }
     text
 }
