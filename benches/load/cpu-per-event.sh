@@ -49,10 +49,15 @@ esac
 env -i "${settings[@]}" taskset -c 0 "$binary" >/dev/null 2>&1 &
 service=$!
 pids+=($service)
+ready=no
 for _ in $(seq 100); do
-  curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && break
+  curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && ready=yes && break
   sleep 0.1
 done
+if [ $ready = no ]; then
+  echo "the service did not become ready on 127.0.0.1:$port" >&2
+  exit 1
+fi
 
 load() {
   GENESYS_EVENTBRIDGE_HANDOVER_API_KEY=$key WRK_RUN=$1 taskset -c 1 \
@@ -61,7 +66,8 @@ load() {
 cpu() { awk '{print $14, $15}' "/proc/$service/stat"; }
 writes() { awk '/^syscw/{print $2}' "/proc/$service/io"; }
 
-load "$RANDOM" 2 >/dev/null
+# Each run's ids are its own (WRK_RUN), so the measured run repeats nothing of the warm-up.
+load 1 2 >/dev/null
 read -r user0 system0 < <(cpu)
 writes0=$(writes)
 if [ -n "${PERF_OUT:-}" ]; then
@@ -69,7 +75,11 @@ if [ -n "${PERF_OUT:-}" ]; then
     >/dev/null 2>&1 &
   perf=$!
 fi
-rate=$(load "$RANDOM" "$seconds" | awk '/^events\/s/{print $2}')
+rate=$(load 2 "$seconds" | awk '/^events\/s/{print $2}')
+if [ -z "$rate" ]; then
+  echo "wrk reported no rate" >&2
+  exit 1
+fi
 read -r user1 system1 < <(cpu)
 writes1=$(writes)
 [ -n "${PERF_OUT:-}" ] && wait "$perf"
