@@ -561,8 +561,10 @@ impl Store for RedisStore {
         let state_key = bucket.state(key);
         let stripe = fnv1a(&[state_key.as_bytes()]) as usize % LOCAL_STRIPES;
         let mut recent = self.local[stripe].lock().await;
-        // What this replica committed last, if it still has it: a guess the commit checks.
-        let mut guess = recent.take(&state_key);
+        // A guess the commit checks: what this replica committed last, if it still has it, else
+        // that the conversation is new. Most conversations a replica has no record of are new,
+        // and one that is not costs no more than a read: the commit answers with what is stored.
+        let mut guess = Some(recent.take(&state_key).unwrap_or_else(Record::absent));
         let mut found = None;
         let mut conflicts = 0;
         loop {
@@ -927,10 +929,7 @@ mod tests {
         let size = std::mem::size_of_val(&read);
         assert!(size < 1_500, "a read's future takes {size} bytes");
 
-        let basis = Stamp {
-            version: "0".into(),
-            token: String::new(),
-        };
+        let basis = Record::absent().stamp;
         let commit = Commit {
             key: &key,
             bucket,

@@ -32,6 +32,19 @@ pub struct Record {
     pub state: Option<ConversationState>,
 }
 
+impl Record {
+    /// No record: what Redis holds for a conversation it never stored (or let expire).
+    pub fn absent() -> Self {
+        Record {
+            stamp: Stamp {
+                version: "0".into(),
+                token: String::new(),
+            },
+            state: None,
+        }
+    }
+}
+
 /// One stripe's kept records, in two generations: when the newer one is full it becomes the
 /// older and the older is dropped, so the most recently committed stay and memory is bounded.
 #[derive(Default)]
