@@ -6,7 +6,7 @@
 //! writes find are the ones seen before, and no primary's `maxmemory-policy` can evict keys.
 
 use super::connection::{Connection, is_primary, not_a_primary, refused_by_acl};
-use super::{Bucket, RedisStore};
+use super::{Bucket, RedisStore, scripts};
 use crate::store::{StoreError, StoreHealth};
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 
@@ -22,14 +22,14 @@ pub async fn check(store: &RedisStore) -> Result<StoreHealth, StoreError> {
     let now = crate::clock::now_ms();
     let mut found = Vec::new();
     for bucket in Bucket::all() {
-        let mut probe = store.scripts.probe.prepare_invoke();
-        probe.key(bucket.epoch()).arg(&fresh).arg(now);
+        let script = &store.scripts.probe;
+        let mut probe = scripts::call(script, &[bucket.epoch()], 64);
+        probe.arg(&fresh).arg(now);
         let probe = &probe;
         let id: String = store
-            .run(
-                deadline,
-                |mut c| async move { probe.invoke_async(&mut c).await },
-            )
+            .run(deadline, |mut c| async move {
+                scripts::invoke(script, probe, &mut c).await
+            })
             .await?;
         found.push(id);
     }

@@ -426,20 +426,22 @@ impl RedisStore {
         ends: Vec<crate::engine::EndNotice>,
         now_ms: u64,
     ) -> Result<Committed, StoreError> {
-        let mut invocation = self.scripts.commit.prepare_invoke();
-        invocation
-            .key(commit.state_key)
-            .key(commit.bucket.timers())
-            .key(commit.bucket.outbox())
-            .key(commit.bucket.deliveries())
-            .arg(&commit.basis.version)
-            .arg(&commit.basis.token);
-        // The invocation copies the JSON: it is written into the thread's reused buffer.
-        format::with_conversation_json(state, |json| {
-            invocation.arg(json);
+        let keys = [
+            commit.state_key,
+            commit.bucket.timers(),
+            commit.bucket.outbox(),
+            commit.bucket.deliveries(),
+        ];
+        let script = &self.scripts.commit;
+        // The JSON is written into the thread's reused buffer, then copied into the command.
+        let mut call = format::with_conversation_json(state, |json| {
+            let mut call = scripts::call(script, &keys, 256 + json.len());
+            call.arg(&commit.basis.version)
+                .arg(&commit.basis.token)
+                .arg(json);
+            call
         });
-        invocation
-            .arg(self.options.state_ttl_ms)
+        call.arg(self.options.state_ttl_ms)
             .arg(commit.token)
             .arg(member(commit.key))
             .arg(
@@ -450,14 +452,13 @@ impl RedisStore {
             );
         for end in ends {
             let delivery = Delivery::new(end, now_ms);
-            invocation
-                .arg(&delivery.id)
+            call.arg(&delivery.id)
                 .arg(format::write_delivery(&delivery))
                 .arg(delivery.next_attempt_at_ms);
         }
-        let invocation = &invocation;
+        let call = &call;
         self.run(deadline, |mut c| async move {
-            let reply: Value = invocation.invoke_async(&mut c).await?;
+            let reply: Value = scripts::invoke(script, call, &mut c).await?;
             let committed = match commit_reply(commit.state_key, reply) {
                 Ok(committed) => committed,
                 Err(error) => return Ok(Err(error)),
@@ -634,15 +635,12 @@ impl Store for RedisStore {
 
     async fn due_timers(&self, now_ms: u64, limit: usize) -> Claimed<ConversationKey> {
         self.claim_each(limit, |bucket, room| async move {
-            let mut claim = self.scripts.claim_timers.prepare_invoke();
-            claim
-                .key(bucket.timers())
-                .arg(now_ms)
-                .arg(now_ms + TIMER_LEASE_MS)
-                .arg(room);
+            let script = &self.scripts.claim_timers;
+            let mut claim = scripts::call(script, &[bucket.timers()], 64);
+            claim.arg(now_ms).arg(now_ms + TIMER_LEASE_MS).arg(room);
             let claim = &claim;
             let members: Vec<String> = self
-                .run_once(|mut c| async move { claim.invoke_async(&mut c).await })
+                .run_once(|mut c| async move { scripts::invoke(script, claim, &mut c).await })
                 .await?;
             Ok(members
                 .iter()
@@ -663,16 +661,13 @@ impl Store for RedisStore {
         lease_ms: u64,
     ) -> Claimed<Delivery> {
         self.claim_each(limit, |bucket, room| async move {
-            let mut claim = self.scripts.claim_deliveries.prepare_invoke();
-            claim
-                .key(bucket.outbox())
-                .key(bucket.deliveries())
-                .arg(now_ms)
-                .arg(now_ms + lease_ms)
-                .arg(room);
+            let script = &self.scripts.claim_deliveries;
+            let keys = [bucket.outbox(), bucket.deliveries()];
+            let mut claim = scripts::call(script, &keys, 96);
+            claim.arg(now_ms).arg(now_ms + lease_ms).arg(room);
             let claim = &claim;
             let items: Vec<String> = self
-                .run_once(|mut c| async move { claim.invoke_async(&mut c).await })
+                .run_once(|mut c| async move { scripts::invoke(script, claim, &mut c).await })
                 .await?;
             let mut claimed = Vec::with_capacity(items.len());
             for item in items {
@@ -698,20 +693,20 @@ impl Store for RedisStore {
             (Settlement::DeadLetter { .. }, None) => ("dead", 0),
             _ => ("done", 0),
         };
-        let mut settle = self.scripts.settle.prepare_invoke();
+        let script = &self.scripts.settle;
+        let keys = [bucket.outbox(), bucket.deliveries(), bucket.dead()];
+        let json = format::write_delivery(&next);
+        let mut settle = scripts::call(script, &keys, 128 + json.len());
         settle
-            .key(bucket.outbox())
-            .key(bucket.deliveries())
-            .key(bucket.dead())
             .arg(&delivery.id)
             .arg(outcome)
-            .arg(format::write_delivery(&next))
+            .arg(json)
             .arg(next_attempt_at_ms)
             .arg(DEAD_LETTER_TTL_MS);
         let settle = &settle;
         let _: i64 = self
             .run(self.deadline(), |mut c| async move {
-                settle.invoke_async(&mut c).await
+                scripts::invoke(script, settle, &mut c).await
             })
             .await?;
         Ok(())
@@ -747,18 +742,18 @@ impl Store for RedisStore {
             }
             let bucket = Bucket::of(&letter.notice.key);
             let delivery = letter.replayed(now_ms);
-            let mut replay = self.scripts.replay.prepare_invoke();
+            let script = &self.scripts.replay;
+            let keys = [bucket.outbox(), bucket.deliveries(), bucket.dead()];
+            let json = format::write_delivery(&delivery);
+            let mut replay = scripts::call(script, &keys, 128 + json.len());
             replay
-                .key(bucket.outbox())
-                .key(bucket.deliveries())
-                .key(bucket.dead())
                 .arg(&delivery.id)
-                .arg(format::write_delivery(&delivery))
+                .arg(json)
                 .arg(delivery.next_attempt_at_ms);
             let replay = &replay;
             let moved: i64 = self
                 .run(self.deadline(), |mut c| async move {
-                    replay.invoke_async(&mut c).await
+                    scripts::invoke(script, replay, &mut c).await
                 })
                 .await?;
             replayed += moved as usize;

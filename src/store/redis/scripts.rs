@@ -7,6 +7,41 @@
 //! READONLY for good on a connection the Cluster client has put in READONLY mode. Without
 //! `allow-oom`, Redis also refuses them when it is out of memory, before they write anything.
 
+use redis::aio::ConnectionLike;
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
+
+/// `EVALSHA` of `script` on `keys`; the caller adds the script's arguments (`ARGV`), so that
+/// the command is built once, in place. The redis crate's `ScriptInvocation` keeps each argument
+/// in a buffer of its own and copies them all into a new command at every call: for a commit,
+/// about a dozen allocations and a second copy of the state (benches/load/NOTES.md).
+/// `data` is the expected size of keys and arguments together, so that it is allocated once.
+pub fn call(script: &Script, keys: &[&str], data: usize) -> Cmd {
+    let mut command = Cmd::with_capacity(3 + keys.len() + 8, 64 + data);
+    command
+        .arg("EVALSHA")
+        .arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys);
+    command
+}
+
+/// Sends a [`call`] of `script`. A node that does not know the script (restarted, or a replica
+/// promoted that never saw it) answers NOSCRIPT: the script is loaded and the call sent once
+/// more, as the redis crate's own invocation does.
+pub async fn invoke<T: FromRedisValue>(
+    script: &Script,
+    call: &Cmd,
+    connection: &mut impl ConnectionLike,
+) -> RedisResult<T> {
+    match call.query_async(connection).await {
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(connection).await?;
+            call.query_async(connection).await
+        }
+        answer => answer,
+    }
+}
+
 /// KEYS: state, timers, outbox, deliveries.
 /// ARGV: expected version ("0": absent), expected write token ("": none), state JSON, TTL ms,
 /// this commit's write token, timer member, wake-up ms ("" for none), then (delivery id,
@@ -106,6 +141,26 @@ return id
 
 #[cfg(test)]
 mod tests {
+    use redis::Script;
+
+    /// The keys come right after their count and before the arguments: Redis reads the count to
+    /// tell `KEYS` from `ARGV`, and the Cluster client routes `EVALSHA` by its first key.
+    #[test]
+    fn a_call_is_evalsha_with_the_key_count_then_the_keys_then_the_arguments() {
+        let script = Script::new("return 1");
+        let mut call = super::call(&script, &["{a}:1", "{a}:2"], 0);
+        call.arg("x").arg(7);
+        let mut expected = redis::cmd("EVALSHA");
+        expected
+            .arg(script.get_hash())
+            .arg("2")
+            .arg("{a}:1")
+            .arg("{a}:2")
+            .arg("x")
+            .arg("7");
+        assert_eq!(call.get_packed_command(), expected.get_packed_command());
+    }
+
     #[test]
     fn every_script_is_marked_as_a_write_so_that_a_replica_redirects_it() {
         for script in [
