@@ -4,6 +4,7 @@
 //! tracing-subscriber's JSON format with flattened events, at a fraction of its cost: that
 //! format builds a serde map per event, and the decision line is written for every event.
 
+use crate::plain_text;
 use std::cell::RefCell;
 use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
@@ -177,38 +178,22 @@ fn quoted(out: &mut impl Write, text: &str) -> fmt::Result {
     out.write_char('"')
 }
 
-/// Bytes that may need escaping: the ASCII control characters, quote, backslash, DEL, and 0xC2,
-/// the first byte of the C1 control characters (U+0080..U+009F).
-const MAY_ESCAPE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 0x20 {
-        table[byte] = true;
-        byte += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table[0x7F] = true;
-    table[0xC2] = true;
-    table
-};
-
 /// Escapes what JSON requires (quote, backslash, control characters) on the way through.
 struct Escaped<'a, W: Write>(&'a mut W);
 
 impl<W: Write> Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         // Everything to escape is ASCII, or C1 (encoded 0xC2 0x80..0x9F), so a cut before any of
-        // them is always on a character boundary. The scan is one table look-up per byte: the
-        // decision line passes a few hundred bytes through here for every event.
+        // them is always on a character boundary. The scan stops at every byte that is not
+        // plain ASCII; the other characters beyond ASCII are written as they are.
         let bytes = text.as_bytes();
         let mut plain = 0;
         let mut at = 0;
-        while let Some(found) = bytes[at..].iter().position(|b| MAY_ESCAPE[*b as usize]) {
+        while let Some(found) = plain_text::first_not_plain(&bytes[at..]) {
             at += found;
             let byte = bytes[at];
             let c1 = byte == 0xC2 && bytes.get(at + 1).is_some_and(|b| (0x80..=0x9F).contains(b));
-            if byte == 0xC2 && !c1 {
+            if byte >= 0x80 && !c1 {
                 at += 1;
                 continue;
             }

@@ -24,6 +24,7 @@ pub mod json_log;
 pub mod keys;
 pub mod log_writer;
 pub mod metrics;
+pub mod plain_text;
 pub mod replay;
 pub mod report;
 pub mod server;

@@ -6,6 +6,7 @@
 //! values go through serde_json's string escaping.
 
 use super::error::ErrorBody;
+use crate::plain_text::write_json_string;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -89,15 +90,15 @@ impl Outcome {
                 conversation_id,
             } => {
                 out.extend_from_slice(b"{\"status\":\"accepted\",\"decision\":");
-                string(out, decision)?;
+                write_json_string(out, decision);
                 out.extend_from_slice(b",\"conversationId\":");
-                string(out, conversation_id)?;
+                write_json_string(out, conversation_id);
                 out.push(b'}');
             }
             Outcome::Duplicate => out.extend_from_slice(b"{\"status\":\"duplicate\"}"),
             Outcome::Ignored { reason } => {
                 out.extend_from_slice(b"{\"status\":\"ignored\",\"reason\":");
-                string(out, reason)?;
+                write_json_string(out, reason);
                 out.push(b'}');
             }
             Outcome::Batch { results } => {
@@ -117,11 +118,6 @@ impl Outcome {
         }
         Ok(())
     }
-}
-
-/// `text` as a JSON string, escaped by serde_json.
-fn string(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
-    serde_json::to_writer(out, text)
 }
 
 #[cfg(test)]

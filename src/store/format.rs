@@ -16,6 +16,7 @@ use crate::engine::{
 };
 use crate::genesys::{ConversationKey, DisconnectType};
 use crate::hash::Fnv1a;
+use crate::plain_text::write_json_string;
 use crate::store::Delivery;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -431,9 +432,9 @@ pub fn write_timer_member(key: &ConversationKey) -> String {
     let (organisation, conversation) = (key.organisation_id.as_str(), key.conversation_id.as_str());
     let mut json = Vec::with_capacity(48 + organisation.len() + conversation.len());
     json.extend_from_slice(b"{\"organisation_id\":");
-    state_json::string(&mut json, organisation);
+    write_json_string(&mut json, organisation);
     json.extend_from_slice(b",\"conversation_id\":");
-    state_json::string(&mut json, conversation);
+    write_json_string(&mut json, conversation);
     json.push(b'}');
     String::from_utf8(json).expect("JSON written from text is UTF-8")
 }

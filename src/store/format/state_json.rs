@@ -14,6 +14,7 @@ use crate::engine::{
     Candidate, CompactId, ConversationState, CustomerEnd, LastEnd, Leg, LegAcw, LegEnd,
 };
 use crate::genesys::DisconnectType;
+use crate::plain_text::write_json_string as string;
 
 pub fn write(state: &ConversationState, out: &mut Vec<u8>) {
     let (current, previous, current_since_ms) = state.seen.parts();
@@ -132,22 +133,6 @@ fn id(out: &mut Vec<u8>, id: &CompactId) {
             out.push(b'"');
         }
         None => id.with_str(|text| string(out, text)),
-    }
-}
-
-/// `text` as a JSON string. Text with nothing to escape (ids, known disconnect types) is copied
-/// in; anything else (quotes, backslashes, control characters) goes through serde_json itself,
-/// so that it is escaped exactly as serde_json escapes it.
-pub(super) fn string(out: &mut Vec<u8>, text: &str) {
-    if text
-        .bytes()
-        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
-    {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(&mut *out, text).expect("a string serialises into memory");
     }
 }
 
