@@ -12,8 +12,11 @@
 //! - `hr:{hr<n>}:deliveries`: hash delivery id -> delivery JSON.
 //! - `hr:{hr<n>}:dead`: hash delivery id -> dead letter JSON; expires 30 days after the last one.
 //!
-//! Concurrency. An update reads the version, runs the engine in Rust, and commits with a
-//! compare-and-set on the version, retrying on conflict. Due timers and deliveries are claimed by
+//! Concurrency. An update starts from a guess of the stored record (what this replica committed
+//! last, else that the conversation is new), runs the engine in Rust, and commits with a
+//! compare-and-set on the version and write token. A wrong guess costs no extra round trip: the
+//! commit answers with the stored record, and the engine runs again on it. A conflict with
+//! another writer reads again and retries. Due timers and deliveries are claimed by
 //! pushing their score to the end of a lease: a replica that dies mid-way loses its claim when the
 //! lease runs out, and another replica takes the work over.
 //!
