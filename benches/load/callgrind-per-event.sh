@@ -19,25 +19,15 @@ out=${2:?$usage}
 store=${3:-memory}
 here=$(cd "$(dirname "$0")" && pwd)
 port=$((18700 + RANDOM % 200))
-key=YmVuY2hrZXkwMTIzNDU2Nzg5YWJjZGU=
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-settings=(GENESYS_EVENTBRIDGE_HANDOVER_API_KEY=$key HANDOVER_LISTEN_ADDR=127.0.0.1:$port
+# shellcheck source=benches/load/measure-common.sh
+. "$here/measure-common.sh"
+settings=("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY=$key" "HANDOVER_LISTEN_ADDR=127.0.0.1:$port"
   HANDOVER_MAX_CONVERSATIONS=3000000 HANDOVER_MAX_IN_FLIGHT=4096 RUST_LOG=info)
 case $store in
   memory) ;;
   redis)
-    redis-server --port 0 --save "" --appendonly no --unixsocket "$dir/redis.sock" \
-      --unixsocketperm 700 --dir "$dir" >/dev/null 2>&1 &
-    pids+=($!)
-    for _ in $(seq 50); do [ -S "$dir/redis.sock" ] && break; sleep 0.1; done
-    settings+=(HANDOVER_STORE=redis+unix://$dir/redis.sock)
+    # shellcheck disable=SC2119 # no prefix: redis-server runs unpinned, as the service does
+    start_redis
     ;;
   *) echo "$usage" >&2; exit 2 ;;
 esac
@@ -45,16 +35,8 @@ env -i "${settings[@]}" \
   valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$binary" \
   >/dev/null 2>"$out.valgrind.log" &
 pid=$!
-pids+=($pid)
-ready=no
-for _ in $(seq 120); do
-  curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && ready=yes && break
-  sleep 0.5
-done
-if [ $ready = no ]; then
-  echo "the service did not become ready on 127.0.0.1:$port" >&2
-  exit 1
-fi
+pids+=("$pid")
+wait_ready "$port" 120 0.5
 load() {
   GENESYS_EVENTBRIDGE_HANDOVER_API_KEY=$key wrk -t1 -c8 -d"$1" -s "$here/wrk-events.lua" \
     "http://127.0.0.1:$port"

@@ -21,43 +21,22 @@ store=${2:?usage: $0 BINARY memory|redis [SECONDS]}
 seconds=${3:-5}
 connections=${CONNECTIONS:-256}
 here=$(cd "$(dirname "$0")" && pwd)
-key=YmVuY2hrZXkwMTIzNDU2Nzg5YWJjZGU=
 port=$((20000 + RANDOM % 20000))
-dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+# shellcheck source=benches/load/measure-common.sh
+. "$here/measure-common.sh"
 
-settings=(GENESYS_EVENTBRIDGE_HANDOVER_API_KEY=$key HANDOVER_LISTEN_ADDR=127.0.0.1:$port
+settings=("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY=$key" "HANDOVER_LISTEN_ADDR=127.0.0.1:$port"
   FEATURE_USE_GENESYS_OM_HTTP_END_HANDOVER_REQUEST=false HANDOVER_END_GRACE_MS=1000
   HANDOVER_MAX_CONVERSATIONS=3000000 HANDOVER_MAX_IN_FLIGHT=4096 RUST_LOG=info)
 case $store in
   memory) ;;
-  redis)
-    taskset -c 1 redis-server --port 0 --save "" --appendonly no --unixsocket "$dir/redis.sock" \
-      --unixsocketperm 700 --dir "$dir" >/dev/null 2>&1 &
-    pids+=($!)
-    for _ in $(seq 50); do [ -S "$dir/redis.sock" ] && break; sleep 0.1; done
-    settings+=(HANDOVER_STORE=redis+unix://$dir/redis.sock)
-    ;;
+  redis) start_redis taskset -c 1 ;;
   *) echo "store must be memory or redis" >&2; exit 2 ;;
 esac
 env -i "${settings[@]}" taskset -c 0 "$binary" >/dev/null 2>&1 &
 service=$!
-pids+=($service)
-ready=no
-for _ in $(seq 100); do
-  curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && ready=yes && break
-  sleep 0.1
-done
-if [ $ready = no ]; then
-  echo "the service did not become ready on 127.0.0.1:$port" >&2
-  exit 1
-fi
+pids+=("$service")
+wait_ready "$port" 100 0.1
 
 load() {
   GENESYS_EVENTBRIDGE_HANDOVER_API_KEY=$key WRK_RUN=$1 taskset -c 1 \
