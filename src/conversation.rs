@@ -13,6 +13,7 @@ use crate::report;
 use crate::store::{Store, StoreError, Transition, transact};
 use std::sync::Arc;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Who to wake after a step.
 #[derive(Clone, Default)]
@@ -49,23 +50,31 @@ impl Conversations {
         &self.wakers
     }
 
-    /// Applies one event at `now_ms` and announces what the committed run decided.
+    /// Applies one event at `now_ms` and announces what the committed run decided, giving up
+    /// by `deadline` (the request's).
     pub async fn apply(
         &self,
         event: &ConversationEvent,
         now_ms: u64,
+        deadline: Instant,
     ) -> Result<Applied, StoreError> {
         let engine = self.engine;
-        let (applied, grace_window_open) = transact(&*self.store, &event.key, now_ms, |current| {
-            let mut state = current.unwrap_or_else(|| Engine::initial_state(event));
-            let applied = engine.apply(&mut state, event, now_ms);
-            let window = state.wake_at_ms().is_some();
-            let transition = applied.changed_state().then(|| Transition {
-                state,
-                ends: applied.ends.clone(),
-            });
-            (transition, (applied, window))
-        })
+        let (applied, grace_window_open) = transact(
+            &*self.store,
+            &event.key,
+            now_ms,
+            Some(deadline),
+            |current| {
+                let mut state = current.unwrap_or_else(|| Engine::initial_state(event));
+                let applied = engine.apply(&mut state, event, now_ms);
+                let window = state.wake_at_ms().is_some();
+                let transition = applied.changed_state().then(|| Transition {
+                    state,
+                    ends: applied.ends.clone(),
+                });
+                (transition, (applied, window))
+            },
+        )
         .await?;
         self.announce_event(event, &applied);
         self.announce_ends(&applied.ends);
@@ -84,7 +93,7 @@ impl Conversations {
         now_ms: u64,
     ) -> Result<Vec<EndNotice>, StoreError> {
         let engine = self.engine;
-        let ends = transact(&*self.store, key, now_ms, |current| {
+        let ends = transact(&*self.store, key, now_ms, None, |current| {
             // A timer can outlive its conversation's state (TTL): nothing to close then.
             let Some(mut state) = current else {
                 return (None, Vec::new());

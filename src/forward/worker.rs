@@ -348,7 +348,7 @@ mod tests {
         };
         let id = end.idempotency_key();
         store
-            .update(&key, now_ms(), &mut |_| {
+            .update(&key, now_ms(), None, &mut |_| {
                 Some(crate::store::Transition {
                     state: crate::engine::ConversationState::new("genesys"),
                     ends: vec![end.clone()],

@@ -14,14 +14,21 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::value::RawValue;
 use std::io::Read;
+use tokio::time::Instant;
 
 /// `docs/contract.md` §5: events in one batch at most.
 pub const MAX_BATCH: usize = 100;
 
-/// An event (or a batch) from EventBridge, its key already checked.
-pub async fn receive_event(app: &AppState, request: Request) -> Response {
+/// An event (or a batch) from EventBridge, its key already checked, answered by `deadline`.
+///
+/// No timer wraps it: each wait is bounded by the deadline where it waits. The body's read gets
+/// a timer of its own only when the body is still on its way, and the store gives up by the
+/// deadline (`Store::update`). A timer around the whole cost a Redis event about 2,000
+/// instructions, 2 % (benches/load/NOTES.md, twelfth round), since it was registered whenever
+/// the store went to Redis.
+pub async fn receive_event(app: &AppState, request: Request, deadline: Instant) -> Response {
     let (parts, body) = request.into_parts();
-    match handle_request(app, &parts.headers, body).await {
+    match handle_request(app, &parts.headers, body, deadline).await {
         Ok(response) => response,
         Err(error) => {
             app.metrics.rejected(error.status().as_u16());
@@ -37,6 +44,7 @@ async fn handle_request(
     app: &AppState,
     headers: &HeaderMap,
     body: Body,
+    deadline: Instant,
 ) -> Result<Response, ApiError> {
     require_json(headers)?;
     let encoding = content_encoding(headers)?;
@@ -44,12 +52,14 @@ async fn handle_request(
         .in_flight
         .try_acquire()
         .map_err(|_| ApiError::Overloaded)?;
-    let bytes = read_body(body, app.max_body_bytes).await?;
+    let bytes = tokio::time::timeout_at(deadline, read_body(body, app.max_body_bytes))
+        .await
+        .map_err(|_| ApiError::Timeout)??;
     let bytes = decode(bytes, encoding, app.max_body_bytes)?;
     let answer = if starts_with_array(&bytes) {
-        handle_batch(app, &bytes).await?
+        handle_batch(app, &bytes, deadline).await?
     } else {
-        handle_event(app, &bytes).await?
+        handle_event(app, &bytes, deadline).await?
     };
     Ok(answer.into_response())
 }
@@ -57,7 +67,7 @@ async fn handle_request(
 /// `docs/contract.md` §5: each item as if posted alone, in order. A 503 of any item makes the batch 503 (the
 /// items before it keep their effect and are duplicates on the retry); any other refusal is
 /// that item's result.
-async fn handle_batch(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> {
+async fn handle_batch(app: &AppState, bytes: &[u8], deadline: Instant) -> Result<Answer, ApiError> {
     let items: Vec<&RawValue> = serde_json::from_slice(bytes)
         .map_err(|e| crate::genesys::InvalidEvent::NotJson(e.to_string()))?;
     if items.is_empty() {
@@ -69,7 +79,7 @@ async fn handle_batch(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> 
     let mut results = Vec::with_capacity(items.len());
     let mut any_accepted = false;
     for item in items {
-        let answer = match handle_event(app, item.get().as_bytes()).await {
+        let answer = match handle_event(app, item.get().as_bytes(), deadline).await {
             Ok(answer) => answer,
             Err(error) if error.status() == StatusCode::SERVICE_UNAVAILABLE => return Err(error),
             Err(error) => {
@@ -96,7 +106,7 @@ async fn handle_batch(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> 
     })
 }
 
-async fn handle_event(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> {
+async fn handle_event(app: &AppState, bytes: &[u8], deadline: Instant) -> Result<Answer, ApiError> {
     let now = now_ms();
     let event = match classify(bytes, &app.filter, now)? {
         Classified::Handled(event) => event,
@@ -107,7 +117,7 @@ async fn handle_event(app: &AppState, bytes: &[u8]) -> Result<Answer, ApiError> 
             return Ok(Answer::ignored(reason.as_str()));
         }
     };
-    let applied = app.conversations.apply(&event, now).await?;
+    let applied = app.conversations.apply(&event, now, deadline).await?;
     Ok(match applied.decision {
         Decision::Duplicate => Answer {
             status: StatusCode::OK,

@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
@@ -113,19 +114,19 @@ fn request_tracing_enabled() -> bool {
 /// Anyone else gets 401, and nothing about the request but its headers is looked at first.
 ///
 /// Events and relayed webhooks alike are answered within the request timeout: a 503 (retried by
-/// EventBridge) rather than letting its 5 s client timeout expire. The timeout is here rather
-/// than in a middleware layer, which would cost a boxed future and a service clone per event.
+/// EventBridge) rather than letting its 5 s client timeout expire. Events carry the deadline to
+/// where they wait ([`events::receive_event`]); a relay, rare, is wrapped in a timer. Neither is
+/// a middleware layer, which would cost a boxed future and a service clone per event.
 async fn events_path(State(app): State<AppState>, request: Request) -> Response {
-    tokio::time::timeout(app.request_timeout, answer_events_path(&app, request))
-        .await
-        .unwrap_or_else(|_| ApiError::Timeout.into_response())
-}
-
-async fn answer_events_path(app: &AppState, request: Request) -> Response {
-    match auth::caller(app, request.headers()) {
-        auth::Caller::EventBridge => events::receive_event(app, request).await,
-        auth::Caller::Webhook(relay) => passthrough::relay(app, relay, request).await,
-        auth::Caller::Unknown => auth::unauthorized(app, request.headers()).into_response(),
+    let deadline = Instant::now() + app.request_timeout;
+    match auth::caller(&app, request.headers()) {
+        auth::Caller::EventBridge => events::receive_event(&app, request, deadline).await,
+        auth::Caller::Webhook(relay) => {
+            tokio::time::timeout_at(deadline, passthrough::relay(&app, relay, request))
+                .await
+                .unwrap_or_else(|_| ApiError::Timeout.into_response())
+        }
+        auth::Caller::Unknown => auth::unauthorized(&app, request.headers()).into_response(),
     }
 }
 

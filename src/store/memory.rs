@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
 
 /// Independent locks, so that events of different conversations rarely wait for each other.
 const SHARDS: usize = 64;
@@ -201,10 +202,12 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    /// Never waits (its lock is held only while the transition runs), so `_deadline` cannot pass.
     async fn update(
         &self,
         key: &ConversationKey,
         now_ms: u64,
+        _deadline: Option<Instant>,
         transition: &mut TransitionFn<'_>,
     ) -> Result<(), StoreError> {
         let lookup = self.lookup(key);

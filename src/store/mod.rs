@@ -15,6 +15,7 @@ use crate::genesys::ConversationKey;
 use async_trait::async_trait;
 use serde::Serialize;
 use thiserror::Error;
+use tokio::time::Instant;
 
 /// What a transition asks the store to commit.
 #[derive(Debug)]
@@ -35,11 +36,12 @@ pub async fn transact<T: Send>(
     store: &dyn Store,
     key: &ConversationKey,
     now_ms: u64,
+    deadline: Option<Instant>,
     mut step: impl FnMut(Option<ConversationState>) -> (Option<Transition>, T) + Send,
 ) -> Result<T, StoreError> {
     let mut committed = None;
     store
-        .update(key, now_ms, &mut |current| {
+        .update(key, now_ms, deadline, &mut |current| {
             let (transition, output) = step(current);
             committed = Some(output);
             transition
@@ -216,10 +218,15 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Runs `transition` on the conversation's state and commits the result atomically: state,
     /// its wake-up time, and its ends into the outbox. One conversation's updates are serialised.
+    ///
+    /// `deadline` is the caller's, when it has one (a request's): the update gives up by then,
+    /// waits included, or within the store's own budget if that ends first. The events path
+    /// relies on it: no timer of its own wraps the update (`http::events_path`).
     async fn update(
         &self,
         key: &ConversationKey,
         now_ms: u64,
+        deadline: Option<Instant>,
         transition: &mut TransitionFn<'_>,
     ) -> Result<(), StoreError>;
 

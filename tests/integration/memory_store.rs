@@ -44,7 +44,7 @@ async fn rule8_an_expired_conversation_starts_afresh_even_before_eviction() {
     apply(store.clone(), engine, &start("A", 1), CONVERSATION, 0).await;
     let mut seen: Option<Option<ConversationState>> = None;
     store
-        .update(&key(CONVERSATION), TTL_MS + 1, &mut |current| {
+        .update(&key(CONVERSATION), TTL_MS + 1, None, &mut |current| {
             seen = Some(current);
             None
         })

@@ -9,7 +9,7 @@ use crate::common::running::{Running, eventually};
 use crate::common::shuffle::deliveries;
 use crate::common::store::{apply, apply_event};
 use crate::common::traffic::conversation;
-use handover_receiver::engine::Engine;
+use handover_receiver::engine::{ConversationState, Engine};
 use handover_receiver::genesys::ConversationKey;
 use handover_receiver::store::{RedisOptions, RedisStore, RedisTarget, Store, Transition};
 use std::collections::HashMap;
@@ -410,6 +410,63 @@ async fn a_hung_redis_gives_the_stores_503_within_its_budget_then_recovers() {
     running.shutdown().await;
 }
 
+/// An update for a request gives up by the request's deadline, not by the store's longer budget:
+/// the events path has no timer of its own around the store. That holds on a hung Redis for the
+/// command itself, and for the wait behind an earlier update of the same conversation, which
+/// holds it for its whole budget (3 s by default).
+#[tokio::test]
+async fn an_update_gives_up_by_its_callers_deadline_on_a_hung_redis() {
+    let server = RedisServer::start();
+    let store = Arc::new(store(&server));
+    let write = |store: Arc<RedisStore>, conversation: &'static str, within: Option<Duration>| {
+        tokio::spawn(async move {
+            let deadline = within.map(|within| tokio::time::Instant::now() + within);
+            let started = std::time::Instant::now();
+            let result = store
+                .update(
+                    &ConversationKey::new(ORG, conversation),
+                    1_000,
+                    deadline,
+                    &mut |_| {
+                        Some(Transition {
+                            state: ConversationState::new("g"),
+                            ends: Vec::new(),
+                        })
+                    },
+                )
+                .await;
+            (result, started.elapsed())
+        })
+    };
+    // Connected first: the connection is made on first use.
+    let (connected, _) = write(Arc::clone(&store), "warm-up", None).await.unwrap();
+    connected.expect("Redis answers before it hangs");
+
+    server.pause();
+    let holder = write(Arc::clone(&store), "c-1", None);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let behind = write(Arc::clone(&store), "c-1", Some(Duration::from_millis(300)));
+    let alone = write(Arc::clone(&store), "c-2", Some(Duration::from_millis(300)));
+    let (behind, behind_took) = behind.await.unwrap();
+    let (alone, alone_took) = alone.await.unwrap();
+    server.resume();
+    for (name, result, took) in [
+        ("behind", behind, behind_took),
+        ("alone", alone, alone_took),
+    ] {
+        assert!(result.is_err(), "{name}: Redis was hung, yet {result:?}");
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_millis(1_200),
+            "{name}: gave up after {took:?}; its deadline was 300 ms, the store's budget 3 s"
+        );
+    }
+    // Whether the first update landed depends on when Redis woke; its task must not hang.
+    let _landed_or_not = tokio::time::timeout(Duration::from_secs(10), holder)
+        .await
+        .expect("the first update ends within its budget")
+        .unwrap();
+}
+
 /// Runs a realistic mix of conversations through the store to completion (grace windows closed,
 /// ends delivered), then measures Redis' memory per conversation and checks that every key left
 /// expires. The figure is printed for the README (`cargo test --test redis_store -- --nocapture`).
@@ -429,7 +486,7 @@ async fn conversation_state_stays_small_and_every_key_expires() {
     let later = now + 10_001;
     for key in store.due_timers(later, 1_000).await.into_result().unwrap() {
         store
-            .update(&key, later, &mut |current| {
+            .update(&key, later, None, &mut |current| {
                 let mut state = current?;
                 let ends = engine.tick(&mut state, &key, later);
                 Some(Transition { state, ends })

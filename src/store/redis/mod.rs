@@ -122,6 +122,11 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
+/// An operation's time ran out: Redis did not answer, or answered others first.
+fn late_error() -> StoreError {
+    StoreError::Unavailable("Redis did not answer in time".into())
+}
+
 /// The keys of one bucket.
 #[derive(Clone, Copy)]
 struct Bucket(u32);
@@ -352,29 +357,29 @@ impl RedisStore {
         F: FnMut(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let limit = |now: Instant| {
-            deadline
-                .saturating_duration_since(now)
-                .min(self.options.operation_timeout)
-        };
-        let late = || {
-            (
-                StoreError::Unavailable("Redis did not answer in time".into()),
-                Recovery::Reconnect,
-            )
-        };
+        let until = |now: Instant| deadline.min(now + self.options.operation_timeout);
+        let late = || (late_error(), Recovery::Reconnect);
         let failed = |error: redis::RedisError| {
             let recovery = recovery(&error);
             (unavailable(error), recovery)
         };
-        let connection = match self.connector.ready() {
-            Some(connection) => connection,
-            None => tokio::time::timeout(limit(Instant::now()), self.connector.get())
-                .await
-                .map_err(|_| late())?
-                .map_err(failed)?,
+        let now = Instant::now();
+        // No time left (a batch's later events, a long wait for the stripe): nothing is sent, so
+        // a healthy connection is not discarded for a timeout that is not its own.
+        if deadline <= now {
+            return Err((late_error(), Recovery::GiveUp));
+        }
+        let (connection, now) = match self.connector.ready() {
+            Some(connection) => (connection, now),
+            None => {
+                let connection = tokio::time::timeout_at(until(now), self.connector.get())
+                    .await
+                    .map_err(|_| late())?
+                    .map_err(failed)?;
+                (connection, Instant::now())
+            }
         };
-        match tokio::time::timeout(limit(Instant::now()), operation(connection.clone())).await {
+        match tokio::time::timeout_at(until(now), operation(connection.clone())).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 let (error, recovery) = failed(error);
@@ -558,13 +563,21 @@ impl Store for RedisStore {
         &self,
         key: &ConversationKey,
         now_ms: u64,
+        deadline: Option<Instant>,
         transition: &mut TransitionFn<'_>,
     ) -> Result<(), StoreError> {
-        let deadline = self.deadline();
+        let deadline = deadline.map_or(self.deadline(), |caller| caller.min(self.deadline()));
         let bucket = Bucket::of(key);
         let state_key = bucket.state(key);
-        let stripe = fnv1a(&[state_key.as_bytes()]) as usize % LOCAL_STRIPES;
-        let mut recent = self.local[stripe].lock().await;
+        let stripe = &self.local[fnv1a(&[state_key.as_bytes()]) as usize % LOCAL_STRIPES];
+        // Behind a hung Redis the stripe's earlier updates each take up to their budget: the
+        // wait for them is bounded too. A timer only when there is a wait.
+        let mut recent = match stripe.try_lock() {
+            Ok(recent) => recent,
+            Err(_) => tokio::time::timeout_at(deadline, stripe.lock())
+                .await
+                .map_err(|_| late_error())?,
+        };
         // A guess the commit checks: what this replica committed last, if it still has it, else
         // that the conversation is new. Most conversations a replica has no record of are new,
         // and one that is not costs no more than a read: the commit answers with what is stored.

@@ -28,7 +28,11 @@ pub async fn apply_event(
     let conversations =
         Conversations::new(store, engine, Arc::new(Metrics::new()), Wakers::default());
     conversations
-        .apply(event, now)
+        .apply(
+            event,
+            now,
+            tokio::time::Instant::now() + std::time::Duration::from_secs(10),
+        )
         .await
         .expect("the store accepts the update");
 }

@@ -191,6 +191,32 @@ fn idle_connections_outlive_hypers_own_30_s_header_timer() {
     );
 }
 
+/// An event whose body never finishes arriving is answered with the request timeout's 503 (its
+/// head came in time, so the header timeout does not apply). The events path has no timer around
+/// the whole request: the body's read is bounded by the request's deadline where it waits.
+#[test]
+fn an_event_body_that_stops_arriving_gets_the_request_timeouts_503() {
+    let process = Process::start(&[
+        ("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY),
+        ("HANDOVER_REQUEST_TIMEOUT_MS", "1000"),
+        ("HANDOVER_HEADER_READ_TIMEOUT_MS", "60000"),
+    ]);
+    let mut stream = connect(&process);
+    let head = format!(
+        "POST /handover/genesysCloudOM HTTP/1.1\r\nHost: x\r\nAuthorization: {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"version\":"
+    );
+    let sent = Instant::now();
+    stream.write_all(head.as_bytes()).unwrap();
+    let answer = read_response(&mut stream);
+    let waited = sent.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "answered after {waited:?}: the request timeout is 1 s"
+    );
+}
+
 /// Defect: no connection cap. Beyond HANDOVER_MAX_CONNECTIONS a new connection waits (in the
 /// backlog) and is counted, then served once a slot frees.
 #[test]

@@ -55,6 +55,7 @@ async fn refused_conversations_intern_nothing_and_evicted_ones_free_their_organi
                 .update(
                     &ConversationKey::new(organisation, "c"),
                     10_000,
+                    None,
                     &mut |_| {
                         Some(Transition {
                             state: ConversationState::new("g"),
