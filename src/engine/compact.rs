@@ -121,6 +121,43 @@ fn uuid_text(bytes: &[u8; 16]) -> [u8; UUID_LEN] {
     text
 }
 
+/// An id's text read once, to compare with many stored ids: [`CompactId::is`] reads the text
+/// again at every comparison, and an event's leg is compared with each of its conversation's.
+#[derive(Clone, Copy)]
+pub struct IdText<'a> {
+    text: &'a str,
+    uuid: Option<[u8; 16]>,
+}
+
+impl<'a> IdText<'a> {
+    pub fn new(text: &'a str) -> Self {
+        IdText {
+            text,
+            uuid: parse_uuid(text),
+        }
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+
+    /// The same answer as `id.is(text)`.
+    pub fn is(&self, id: &CompactId) -> bool {
+        match id {
+            CompactId::Text(own) => **own == *self.text,
+            CompactId::Uuid(bytes) => self.uuid.as_ref() == Some(bytes),
+        }
+    }
+
+    /// The id itself, as `CompactId::new` would make it.
+    pub fn to_id(&self) -> CompactId {
+        match self.uuid {
+            Some(bytes) => CompactId::Uuid(bytes),
+            None => CompactId::Text(self.text.into()),
+        }
+    }
+}
+
 impl From<&str> for CompactId {
     fn from(text: &str) -> Self {
         CompactId::new(text)
@@ -234,6 +271,40 @@ mod tests {
                 text == canonical,
                 "{text:?}"
             );
+        }
+    }
+
+    /// `IdText` answers as `CompactId::is` and makes the id `CompactId::new` makes, for texts
+    /// near a UUID and ids both inline and kept as text.
+    #[test]
+    fn an_id_text_read_once_compares_as_the_text_does() {
+        let canonical = "8a1b2c3d-4e5f-4a6b-9c7d-0e1f2a3b4c5d";
+        let pool = ['0', 'a', 'f', 'g', 'A', '-', ' ', 'é'];
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut texts: Vec<String> = vec![canonical.into(), String::new(), "leg-1".into()];
+        for _ in 0..2_000 {
+            let mut chars: Vec<char> = canonical.chars().collect();
+            for _ in 0..rng.usize(0..2) {
+                let at = rng.usize(0..chars.len());
+                chars[at] = pool[rng.usize(0..pool.len())];
+            }
+            if rng.bool() {
+                chars.truncate(rng.usize(0..chars.len()));
+            }
+            texts.push(chars.into_iter().collect());
+        }
+        let ids: Vec<CompactId> = texts
+            .iter()
+            .step_by(40)
+            .map(|text| CompactId::new(text))
+            .collect();
+        for text in &texts {
+            let read = IdText::new(text);
+            assert_eq!(read.as_str(), text);
+            assert_eq!(read.to_id(), CompactId::new(text), "{text:?}");
+            for id in &ids {
+                assert_eq!(read.is(id), id.is(text), "{text:?} against {id:?}");
+            }
         }
     }
 

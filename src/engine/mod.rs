@@ -16,7 +16,7 @@ pub use state::{
 };
 
 use crate::genesys::{ConversationEvent, ConversationKey, Topic};
-use compact::compact;
+use compact::{IdText, compact};
 use serde::Serialize;
 
 /// Rule 7: a `customer.end` this soon after a decided end belongs to it.
@@ -166,11 +166,11 @@ impl Engine {
             return Applied::only(Decision::OtherGenesysOrganisation);
         }
         state.seen.rotate(now_ms, DEDUP_MEMORY_MS);
-        let leg_key = leg_key(event);
+        let leg_key = IdText::new(leg_key(event));
         let by_id = fingerprint::envelope_id(&event.envelope_id);
-        let by_content = fingerprint::content(event.topic, leg_key, event.event_time);
+        let by_content = fingerprint::content(event.topic, leg_key.as_str(), event.event_time);
         let duplicate = state.seen.contains(by_id) || state.seen.contains(by_content);
-        if !duplicate && self.opens_one_leg_too_many(state, event, leg_key) {
+        if !duplicate && self.opens_one_leg_too_many(state, event, &leg_key) {
             let first = !state.too_large;
             state.too_large = true;
             return Applied {
@@ -188,12 +188,12 @@ impl Engine {
         if state.bot_user_id.is_none() {
             state.bot_user_id = compact(&event.bot_user_id);
         }
-        if let Some(decision) = lateness(state, event, leg_key) {
+        if let Some(decision) = lateness(state, event, leg_key.as_str()) {
             return Applied::only(decision);
         }
 
         let before = state.candidate.clone();
-        let recorded = record(state, event, leg_key);
+        let recorded = record(state, event, &leg_key);
         let ends = self.evaluate(state, &event.key, now_ms);
         let candidate_cancelled = ends.is_empty()
             && before.is_some_and(|old| {
@@ -212,7 +212,7 @@ impl Engine {
             Recorded::LegEnd(LegEndKind::Takeover) => Decision::Takeover,
             Recorded::LegEnd(LegEndKind::Reject) => Decision::Reject,
             Recorded::LegEnd(LegEndKind::Final) => {
-                if state.candidate.as_ref().is_some_and(|c| c.leg.is(leg_key)) {
+                if state.candidate.as_ref().is_some_and(|c| leg_key.is(&c.leg)) {
                     Decision::EndCandidate
                 } else {
                     Decision::EndHeld
@@ -234,12 +234,12 @@ impl Engine {
         &self,
         state: &ConversationState,
         event: &ConversationEvent,
-        leg_key: &str,
+        leg_key: &IdText,
     ) -> bool {
         if event.topic == Topic::CustomerEnd {
             return state.customer_ends.len() >= self.max_legs;
         }
-        state.legs.len() >= self.max_legs && !state.legs.iter().any(|leg| leg.key.is(leg_key))
+        state.legs.len() >= self.max_legs && !state.legs.iter().any(|leg| leg_key.is(&leg.key))
     }
 
     /// Closes grace windows that are due at `now_ms`.
@@ -333,12 +333,12 @@ enum Recorded {
 
 /// Merges an event into the open episode. Merges keep the earliest start and the latest end and
 /// wrap-up, so the state does not depend on arrival order.
-fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &str) -> Recorded {
+fn record(state: &mut ConversationState, event: &ConversationEvent, leg_key: &IdText) -> Recorded {
     let at = event.event_time;
     if event.topic == Topic::CustomerEnd {
         let customer = CustomerEnd {
             at,
-            leg: CompactId::new(leg_key),
+            leg: leg_key.to_id(),
             disconnect_type: event.disconnect_type.clone(),
             correlation_id: compact(&event.correlation_id),
         };

@@ -1,6 +1,6 @@
 //! What the engine remembers about one conversation, and the queries the rules ask of it.
 
-use super::compact::CompactId;
+use super::compact::{CompactId, IdText};
 use super::fingerprint::{self, SeenSet};
 use crate::genesys::DisconnectType;
 
@@ -174,13 +174,13 @@ impl ConversationState {
         self.candidate.as_ref().map(|c| c.due_at_ms)
     }
 
-    pub fn leg_mut(&mut self, key: &str) -> &mut Leg {
-        let index = match self.legs.iter().position(|leg| leg.key.is(key)) {
+    pub fn leg_mut(&mut self, key: &IdText) -> &mut Leg {
+        let index = match self.legs.iter().position(|leg| key.is(&leg.key)) {
             Some(index) => index,
             None => {
                 // Exact growth: most conversations have one or two legs.
                 self.legs.reserve_exact(1);
-                self.legs.push(Leg::new(CompactId::new(key)));
+                self.legs.push(Leg::new(key.to_id()));
                 self.legs.len() - 1
             }
         };
