@@ -2,8 +2,9 @@
 //!
 //! The JSON is written by hand. Every event's answer is one of these, and serde_json spent about
 //! 1,240 instructions per event on the tagged enums' six strings (`benches/load/NOTES.md`,
-//! seventh round). Here the field names and punctuation are copied in as they are, and only the
-//! values go through serde_json's string escaping.
+//! seventh round). Here the field names and punctuation are copied in as they are, and the
+//! values through `plain_text::write_json_string`: plain text copied, anything else escaped by
+//! serde_json.
 
 use super::error::ErrorBody;
 use crate::plain_text::write_json_string;

@@ -365,20 +365,20 @@ async fn redis_down_gives_503_and_not_ready_then_recovers_by_itself() {
     running.shutdown().await;
 }
 
-/// A primary that hangs (connected, answering nothing) must not hold an event past the store's
-/// budget: the store's own timeout gives up on the command and on the connections it tries next,
-/// and the event gets the store's 503 (EventBridge sends it again), not the request timeout's.
-#[tokio::test]
-async fn a_hung_redis_gives_the_stores_503_within_its_budget_then_recovers() {
-    let server = RedisServer::start();
-    // Budget: 3/4 of the request timeout, 1.5 s; each try 300 ms.
+/// The service on `server` with these timeouts (ms), ready, and connected: one event committed
+/// (conversation `c-1`), so that a test that then stops Redis finds a connection already made.
+async fn serving_on(
+    server: &RedisServer,
+    redis_timeout_ms: &str,
+    request_timeout_ms: &str,
+) -> Running {
     let running = Running::start(&[
         "--store",
         &server.url(),
         "--redis-timeout-ms",
-        "300",
+        redis_timeout_ms,
         "--request-timeout-ms",
-        "2000",
+        request_timeout_ms,
     ])
     .await;
     eventually(WAIT, "the service is ready", || async {
@@ -386,6 +386,17 @@ async fn a_hung_redis_gives_the_stores_503_within_its_budget_then_recovers() {
     })
     .await;
     assert_eq!(running.post_spec(&start("A", 1_000), "c-1").await.0, 202);
+    running
+}
+
+/// A primary that hangs (connected, answering nothing) must not hold an event past the store's
+/// budget: the store's own timeout gives up on the command and on the connections it tries next,
+/// and the event gets the store's 503 (EventBridge sends it again), not the request timeout's.
+#[tokio::test]
+async fn a_hung_redis_gives_the_stores_503_within_its_budget_then_recovers() {
+    let server = RedisServer::start();
+    // Budget: 3/4 of the request timeout, 1.5 s; each try 300 ms.
+    let running = serving_on(&server, "300", "2000").await;
 
     server.pause();
     let sent = std::time::Instant::now();
@@ -465,6 +476,31 @@ async fn an_update_gives_up_by_its_callers_deadline_on_a_hung_redis() {
         .await
         .expect("the first update ends within its budget")
         .unwrap();
+}
+
+/// The request's deadline reaches the store through a batch: with the store's budget (1.5 s,
+/// the Redis timeout) longer than the request timeout (1 s), a hung Redis gets the batch a 503
+/// by the request timeout, not by the store's budget. No timer wraps the handler any more.
+#[tokio::test]
+async fn a_batch_against_a_hung_redis_is_answered_by_the_request_timeout() {
+    let server = RedisServer::start();
+    let running = serving_on(&server, "1500", "1000").await;
+
+    server.pause();
+    let batch = serde_json::Value::Array(vec![
+        start("A", 2_000).envelope("c-2"),
+        start("A", 2_000).envelope("c-3"),
+    ]);
+    let sent = std::time::Instant::now();
+    let (status, body) = running.post(&batch).await;
+    let waited = sent.elapsed();
+    server.resume();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(1_400),
+        "answered after {waited:?}: the request timeout is 1 s, the store's budget 1.5 s"
+    );
+    running.shutdown().await;
 }
 
 /// Runs a realistic mix of conversations through the store to completion (grace windows closed,

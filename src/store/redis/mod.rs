@@ -566,7 +566,8 @@ impl Store for RedisStore {
         deadline: Option<Instant>,
         transition: &mut TransitionFn<'_>,
     ) -> Result<(), StoreError> {
-        let deadline = deadline.map_or(self.deadline(), |caller| caller.min(self.deadline()));
+        let own = self.deadline();
+        let deadline = deadline.map_or(own, |caller| caller.min(own));
         let bucket = Bucket::of(key);
         let state_key = bucket.state(key);
         let stripe = &self.local[fnv1a(&[state_key.as_bytes()]) as usize % LOCAL_STRIPES];
