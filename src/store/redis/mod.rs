@@ -451,13 +451,12 @@ impl RedisStore {
         });
         call.arg(self.options.state_ttl_ms)
             .arg(commit.token)
-            .arg(member(commit.key))
-            .arg(
-                state
-                    .wake_at_ms()
-                    .map(|at| at.to_string())
-                    .unwrap_or_default(),
-            );
+            .arg(member(commit.key));
+        // A number goes in through the redis crate's own integer writer (itoa), not `to_string`.
+        match state.wake_at_ms() {
+            Some(at) => call.arg(at),
+            None => call.arg(""),
+        };
         for end in ends {
             let delivery = Delivery::new(end, now_ms);
             call.arg(&delivery.id)
