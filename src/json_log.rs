@@ -23,6 +23,46 @@ thread_local! {
     /// write into tracing's `Writer` is a `dyn` call, and a line takes about fifty of them; into
     /// a `String` they are plain copies.
     static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+
+    /// The timestamp of this thread's last line, whose text up to the milliseconds serves every
+    /// line of the same second: a line then writes three digits instead of working out a date.
+    static LAST_STAMP: RefCell<Stamp> = const { RefCell::new(Stamp::new()) };
+}
+
+/// A line's timestamp, RFC 3339 with milliseconds.
+struct Stamp {
+    /// The epoch second `text` is of.
+    second: i64,
+    /// The timestamp of a line in that second: `2025-11-04T10:15:41.873Z`.
+    text: String,
+}
+
+impl Stamp {
+    /// A stamp of no second yet.
+    const fn new() -> Self {
+        Stamp {
+            second: i64::MIN,
+            text: String::new(),
+        }
+    }
+
+    /// Writes the timestamp of `epoch_ms` into `out`.
+    fn write(&mut self, out: &mut String, epoch_ms: i64) -> fmt::Result {
+        let second = epoch_ms.div_euclid(1_000);
+        if second != self.second {
+            self.text.clear();
+            crate::clock::write_rfc3339_millis(&mut self.text, epoch_ms)?;
+            self.second = second;
+        }
+        // The text ends in `mmmZ` whatever its year: the milliseconds have the same places.
+        out.push_str(&self.text[..self.text.len() - 4]);
+        let millis = epoch_ms.rem_euclid(1_000) as u16;
+        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push('Z');
+        Ok(())
+    }
 }
 
 impl<S> FormatEvent<S, JsonFields> for JsonLine
@@ -67,7 +107,11 @@ where
 {
     let metadata = event.metadata();
     out.push_str("{\"timestamp\":\"");
-    crate::clock::write_rfc3339_millis(out, crate::clock::now_ms() as i64)?;
+    let now_ms = crate::clock::now_ms() as i64;
+    LAST_STAMP.with(|stamp| match stamp.try_borrow_mut() {
+        Ok(mut stamp) => stamp.write(out, now_ms),
+        Err(_) => crate::clock::write_rfc3339_millis(out, now_ms),
+    })?;
     out.push_str("\",\"level\":\"");
     out.push_str(metadata.level().as_str());
     out.push('"');
@@ -182,34 +226,51 @@ fn quoted(out: &mut impl Write, text: &str) -> fmt::Result {
 struct Escaped<'a, W: Write>(&'a mut W);
 
 impl<W: Write> Write for Escaped<'_, W> {
+    // Inlined, so that a plain text (nearly every id and name) costs a scan and a copy, without
+    // a call and the frame the loop below needs.
+    #[inline]
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        match plain_text::first_not_plain(text.as_bytes()) {
+            None => self.0.write_str(text),
+            Some(first) => self.write_escaping(text, first),
+        }
+    }
+}
+
+impl<W: Write> Escaped<'_, W> {
+    /// `text`, whose first byte that is not plain is at `first`.
+    #[inline(never)]
+    fn write_escaping(&mut self, text: &str, first: usize) -> fmt::Result {
         // Everything to escape is ASCII, or C1 (encoded 0xC2 0x80..0x9F), so a cut before any of
         // them is always on a character boundary. The scan stops at every byte that is not
         // plain ASCII; the other characters beyond ASCII are written as they are.
         let bytes = text.as_bytes();
         let mut plain = 0;
-        let mut at = 0;
-        while let Some(found) = plain_text::first_not_plain(&bytes[at..]) {
-            at += found;
+        let mut at = first;
+        loop {
             let byte = bytes[at];
             let c1 = byte == 0xC2 && bytes.get(at + 1).is_some_and(|b| (0x80..=0x9F).contains(b));
             if byte >= 0x80 && !c1 {
                 at += 1;
-                continue;
+            } else {
+                self.0.write_str(&text[plain..at])?;
+                match byte {
+                    b'"' => self.0.write_str("\\\"")?,
+                    b'\\' => self.0.write_str("\\\\")?,
+                    b'\n' => self.0.write_str("\\n")?,
+                    b'\r' => self.0.write_str("\\r")?,
+                    b'\t' => self.0.write_str("\\t")?,
+                    // Every other control character, C1 included (0x9b opens a terminal sequence).
+                    _ if c1 => write!(self.0, "\\u{:04x}", bytes[at + 1])?,
+                    _ => write!(self.0, "\\u{byte:04x}")?,
+                }
+                at += if c1 { 2 } else { 1 };
+                plain = at;
             }
-            self.0.write_str(&text[plain..at])?;
-            match byte {
-                b'"' => self.0.write_str("\\\"")?,
-                b'\\' => self.0.write_str("\\\\")?,
-                b'\n' => self.0.write_str("\\n")?,
-                b'\r' => self.0.write_str("\\r")?,
-                b'\t' => self.0.write_str("\\t")?,
-                // Every other control character, C1 included (0x9b opens a terminal sequence).
-                _ if c1 => write!(self.0, "\\u{:04x}", bytes[at + 1])?,
-                _ => write!(self.0, "\\u{byte:04x}")?,
+            match plain_text::first_not_plain(&bytes[at..]) {
+                Some(offset) => at += offset,
+                None => break,
             }
-            at += if c1 { 2 } else { 1 };
-            plain = at;
         }
         self.0.write_str(&text[plain..])
     }
@@ -335,6 +396,30 @@ mod tests {
         assert_eq!(parsed[1]["message"], "short");
         assert_eq!(parsed[1]["conversationId"], "c-2");
         assert!(parsed[1].get("error").is_none());
+    }
+
+    #[test]
+    fn a_kept_stamp_gives_each_millisecond_its_own_time() {
+        let mut stamp = Stamp::new();
+        // Within a second, across seconds and days, before 1970 and beyond year 9999, and back.
+        let times = [
+            1_762_251_341_000,
+            1_762_251_341_007,
+            1_762_251_341_999,
+            1_762_251_342_050,
+            1_762_300_800_000,
+            -1,
+            -1_000,
+            -999,
+            253_402_300_800_123,
+            253_402_300_800_999,
+            1_762_251_341_873,
+        ];
+        for ms in times {
+            let mut line = String::new();
+            stamp.write(&mut line, ms).unwrap();
+            assert_eq!(line, crate::clock::rfc3339_millis(ms), "{ms}");
+        }
     }
 
     #[test]
