@@ -31,10 +31,10 @@ thread_local! {
 
 /// A line's timestamp, RFC 3339 with milliseconds.
 struct Stamp {
-    /// The epoch second `text` is of.
+    /// The epoch second `up_to_millis` is of.
     second: i64,
-    /// The timestamp of a line in that second: `2025-11-04T10:15:41.873Z`.
-    text: String,
+    /// That second's timestamp without its milliseconds: `2025-11-04T10:15:41.`.
+    up_to_millis: String,
 }
 
 impl Stamp {
@@ -42,7 +42,7 @@ impl Stamp {
     const fn new() -> Self {
         Stamp {
             second: i64::MIN,
-            text: String::new(),
+            up_to_millis: String::new(),
         }
     }
 
@@ -50,12 +50,14 @@ impl Stamp {
     fn write(&mut self, out: &mut String, epoch_ms: i64) -> fmt::Result {
         let second = epoch_ms.div_euclid(1_000);
         if second != self.second {
-            self.text.clear();
-            crate::clock::write_rfc3339_millis(&mut self.text, epoch_ms)?;
+            self.second = i64::MIN; // until the new text is whole
+            self.up_to_millis.clear();
+            crate::clock::write_rfc3339_millis(&mut self.up_to_millis, epoch_ms)?;
+            // The text ends in `mmmZ` whatever its year.
+            self.up_to_millis.truncate(self.up_to_millis.len() - 4);
             self.second = second;
         }
-        // The text ends in `mmmZ` whatever its year: the milliseconds have the same places.
-        out.push_str(&self.text[..self.text.len() - 4]);
+        out.push_str(&self.up_to_millis);
         let millis = epoch_ms.rem_euclid(1_000) as u16;
         for digit in [millis / 100, millis / 10 % 10, millis % 10] {
             out.push(char::from(b'0' + digit as u8));
@@ -108,10 +110,8 @@ where
     let metadata = event.metadata();
     out.push_str("{\"timestamp\":\"");
     let now_ms = crate::clock::now_ms() as i64;
-    LAST_STAMP.with(|stamp| match stamp.try_borrow_mut() {
-        Ok(mut stamp) => stamp.write(out, now_ms),
-        Err(_) => crate::clock::write_rfc3339_millis(out, now_ms),
-    })?;
+    // Nothing logs while the stamp is written, so it is never borrowed twice.
+    LAST_STAMP.with_borrow_mut(|stamp| stamp.write(out, now_ms))?;
     out.push_str("\",\"level\":\"");
     out.push_str(metadata.level().as_str());
     out.push('"');
