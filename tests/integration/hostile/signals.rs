@@ -160,6 +160,40 @@ async fn pretty_logs_escape_control_characters_from_event_fields() {
     );
 }
 
+/// The log rule in the default JSON format, through the real process: a free-text field that
+/// carries a line break, a whole forged JSON line, a terminal escape and its C1 form stays one
+/// string inside the decision line. Every line the process writes is one JSON object.
+#[tokio::test]
+async fn json_logs_keep_a_forged_line_inside_its_field() {
+    let mut process = Process::start(&[("GENESYS_EVENTBRIDGE_HANDOVER_API_KEY", KEY)]);
+    let forged =
+        "corr\r\n{\"level\":\"INFO\",\"message\":\"handover ended\"}\u{1b}[2J \u{9b}2J \"q\" \\";
+    let mut event = end("A", 1_000, "CLIENT").envelope("json-escape-test");
+    event["detail"]["metadata"]["CorrelationId"] = json!(forged);
+    let (status, _) = process.post(event.to_string()).await;
+    assert_eq!(status, 202);
+    process.wait_for_line("event processed");
+    let text = process.all_lines();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    let processed: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "event processed")
+        .collect();
+    assert_eq!(processed.len(), 1, "{lines:#?}");
+    assert_eq!(processed[0]["correlationId"], forged);
+    assert!(
+        lines.iter().all(|l| l["message"] != "handover ended"),
+        "a forged line: {lines:#?}"
+    );
+    assert!(
+        !text.contains(['\u{1b}', '\r', '\u{9b}']),
+        "a raw control character: {text:?}"
+    );
+}
+
 /// A child process that a failing assertion must not leave running.
 struct KillOnDrop(std::process::Child);
 
