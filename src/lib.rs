@@ -10,6 +10,7 @@
 //! - [`server`]: connections, with their timeouts and limit.
 //! - [`service`]: everything wired together, with the shutdown drain.
 
+pub mod allocator;
 pub mod backoff;
 pub mod cli;
 pub mod clock;

@@ -1,16 +1,17 @@
 use clap::Parser;
 use handover_receiver::cli::{Cli, Command, effective_settings};
 use handover_receiver::config::{Forwarding, Settings, SettingsArgs};
-use handover_receiver::{Service, keys, log_writer, replay, telemetry};
+use handover_receiver::{Service, allocator, keys, log_writer, replay, telemetry};
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// mimalloc instead of glibc's allocator: an event makes about fifty allocations, and with glibc
 /// they were a sixth of the service's instructions (`benches/load/NOTES.md`, sixth round). Built
 /// without transparent huge pages (`no_thp`): with them, each thread's first page of heap made
-/// 2 MiB resident, and the idle process took 15 MB instead of 8.
+/// 2 MiB resident, and the idle process took 15 MB instead of 8. Asked through
+/// [`allocator::Allocator`], which reaches its fast path for word-aligned blocks.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 
 #[tokio::main]
 async fn main() -> ExitCode {
