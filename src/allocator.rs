@@ -6,9 +6,10 @@
 //! hand. Otherwise, for any size that is not a power of two, it takes its slow path and
 //! over-allocates by `align - 1`. Where that crosses a size class (48 bytes become 55, a
 //! 64-byte block), the block comes from the next class up; that class's page is the one
-//! refilled, so the size's own page never gets a block again. Under load 8.8 of a Redis event's
-//! 56 allocations took the over-allocating path, and the aligned path came to 79 instructions
-//! per allocation (`benches/load/NOTES.md`, fifteenth round).
+//! refilled, and the size's own page, left empty, sends the next request of that size down the
+//! same path. Under load 8.8 of a Redis event's 56 allocations took the over-allocating path,
+//! and the aligned path came to 79 instructions per allocation (`benches/load/NOTES.md`,
+//! fifteenth round).
 //!
 //! Every block mimalloc hands out is a whole number of machine words from a word-aligned start,
 //! so a plain `mi_malloc` already satisfies an alignment of a word or less. Only larger
